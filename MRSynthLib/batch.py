@@ -1,0 +1,92 @@
+"""``mrsynth batch``: every case of a dataset folder; one bad case never stops the others.
+
+Per case ``<output-dir>/<case>/<target>_synthetic.nii.gz`` (+ uncertainty, contributions) and a
+``summary.csv`` with one row per case (status ``ok``, ``skipped`` or ``failed`` and why). Exit code 0
+when no case failed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+from MRSynthLib.atomic import write_text
+from MRSynthLib.contrasts import CANONICAL_CONTRASTS, canonical_contrast
+from MRSynthLib.errors import MRSynthError
+
+SUMMARY_FIELDS = ("case", "status", "seconds", "inputs", "output", "message")
+
+
+def case_outputs(output_dir: Path, case_id: str, target: str, samples: int, inputs: list[str], contributions: bool):
+    from MRSynthLib.outputs import OutputPlan
+
+    folder = output_dir / case_id
+    return OutputPlan(
+        synthetic=folder / f"{target}_synthetic.nii.gz",
+        uncertainty=folder / f"{target}_uncertainty.nii.gz" if samples > 1 else None,
+        contributions={c: folder / "contributions" / f"contribution_{c}.nii.gz" for c in inputs} if contributions else {},
+    )
+
+
+def run_batch(args) -> int:
+    """Run the batch described by parsed CLI ``args``; returns the exit code."""
+    from MRSynthLib.cases import discover_cases
+    from MRSynthLib.outputs import write_result
+    from MRSynthLib.progress import Progress
+    from MRSynthLib.registry import resolve_model
+    from MRSynthLib.synthesis import synthesize
+
+    bundle = resolve_model(args.model)
+    target = canonical_contrast(args.target)
+    cases = discover_cases(args.input_dir, args.layout)
+    progress = Progress(args.progress)
+    rows = []
+    failed = 0
+    for number, case in enumerate(cases):
+        progress(f"case {case.case_id}", number / len(cases))
+        start = time.perf_counter()
+        inputs = {c: case.images[c] for c in CANONICAL_CONTRASTS
+                  if c in case.images and c != target and c in bundle.card.input_contrasts}
+        row = {"case": case.case_id, "inputs": " ".join(inputs), "output": "", "message": ""}
+        plan = case_outputs(Path(args.output_dir), case.case_id, target, args.samples, list(inputs), args.contributions)
+        existing = [p for p in plan.all_paths() if p.exists()]
+        if args.resume and existing and len(existing) == len(plan.all_paths()):
+            row.update(status="skipped", seconds=0.0, output=str(plan.synthetic), message="outputs complete (resume)")
+            rows.append(row)
+            continue
+        try:
+            if not inputs:
+                raise MRSynthError(
+                    f"case {case.case_id} has no usable input for target {target} "
+                    f"(found {', '.join(case.images) or 'nothing'}; the model accepts {', '.join(bundle.card.input_contrasts)})."
+                )
+            overwrite = args.overwrite or (args.resume and bool(existing))  # resume redoes partial cases
+            result = synthesize(inputs, target, model=bundle, samples=args.samples, seed=args.seed, device=args.device,
+                                register=False if args.no_register else None)
+            write_result(result, plan, overwrite=overwrite)
+            row.update(status="ok", output=str(plan.synthetic))
+        except MRSynthError as error:
+            failed += 1
+            row.update(status="failed", message=str(error))
+        except Exception as error:  # noqa: BLE001 - one broken case must not stop the batch
+            failed += 1
+            row.update(status="failed", message=f"unexpected {type(error).__name__}: {error}")
+        row["seconds"] = round(time.perf_counter() - start, 2)
+        rows.append(row)
+    summary = Path(args.output_dir) / "summary.csv"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(summary, buffer.getvalue(), overwrite=True)
+    progress.done(summary=str(summary), failed=failed, cases=len(cases))
+    if args.progress != "jsonl":
+        ok = sum(r["status"] == "ok" for r in rows)
+        skipped = sum(r["status"] == "skipped" for r in rows)
+        print(f"{len(cases)} cases: {ok} ok, {skipped} skipped, {failed} failed; summary: {summary}")
+        for r in rows:
+            if r["status"] == "failed":
+                print(f"  failed {r['case']}: {r['message']}")
+    return 1 if failed else 0

@@ -1,0 +1,38 @@
+"""File-level evaluation: read reference/prediction/mask/labels, compute metrics, write JSON."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from MRSynthLib.imageio import load_input, read_image
+
+
+def evaluate_files(
+    reference: str | os.PathLike,
+    prediction: str | os.PathLike,
+    mask: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
+    regions: dict[str, list[int]] | None = None,
+    output: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Metrics of ``prediction`` against ``reference`` (both on one grid); optionally written as JSON."""
+    from MRSynthLib.atomic import check_writable, write_json
+    from MRSynthLib.metrics import evaluate_images
+
+    if output:
+        check_writable(output, overwrite)
+    ref = load_input(reference, "--reference")
+    pred = read_image(prediction, "--prediction")
+    import SimpleITK as sitk
+
+    pred = sitk.Cast(pred, sitk.sitkFloat32)
+    brain = read_image(mask, "--mask") if mask else None
+    label_map = read_image(labels, "--labels") if labels else None
+    report = evaluate_images(ref, pred, brain_mask=brain, label_map=label_map, label_regions=regions)
+    report["files"] = {"reference": str(reference), "prediction": str(prediction),
+                       "mask": str(mask) if mask else None, "labels": str(labels) if labels else None}
+    if output:
+        write_json(Path(output), report, overwrite=overwrite)
+    return report

@@ -1,0 +1,98 @@
+"""Any-subset gated fusion translator in latent space (MSG-LDM's MMSF gates, one model for every subset).
+
+Each available input latent gets its own features; a sigmoid gate per input and voxel, conditioned on
+the target contrast, weighs them; the weights are normalised over the *available* inputs (missing
+inputs are masked out, never zero-filled into the fusion) and become the contribution maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution, ResidualUnit
+from torch import nn
+
+from MRSynthLib.networks.autoencoder import ACTIVATION
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Architecture of :class:`FusionTranslator`; ``contrasts`` fixes the order of input slots."""
+
+    spatial_dims: int = 3
+    latent_channels: int = 4
+    contrasts: tuple[str, ...] = ("t1", "t1ce", "t2", "flair", "pd")
+    hidden: int = 64
+    num_blocks: int = 2
+    dropout: float = 0.1
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FusionConfig:
+        data = dict(data)
+        data["contrasts"] = tuple(data["contrasts"])
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["contrasts"] = list(self.contrasts)
+        return out
+
+
+class FusionTranslator(nn.Module):
+    """Predict the target latent from the available input latents.
+
+    forward(latents, available, target):
+        latents: ``(B, M, L, *s)`` codes of every input slot (anything in missing slots);
+        available: ``(B, M)`` 1.0 where the input is present, 0.0 where missing;
+        target: ``(B,)`` int64 index of the target contrast in ``config.contrasts``;
+    returns:
+        prediction ``(B, L, *s)`` continuous target latent in ``(-1, 1)``,
+        weights ``(B, M, *s)`` per-input contributions, summing to 1 over available inputs.
+    """
+
+    def __init__(self, config: FusionConfig = FusionConfig()) -> None:
+        super().__init__()
+        self.config = config
+        d, m, h = config.spatial_dims, len(config.contrasts), config.hidden
+        self.input_encoder = nn.Sequential(
+            Convolution(d, config.latent_channels + m, h, kernel_size=3, act=ACTIVATION, norm=None),
+            ResidualUnit(d, h, h, subunits=2, act=ACTIVATION, norm=None),
+        )
+        self.target_embedding = nn.Linear(m, 2 * h)
+        self.gate = nn.Sequential(
+            Convolution(d, h, h // 2, kernel_size=3, act=ACTIVATION, norm=None),
+            Convolution(d, h // 2, 1, kernel_size=1, conv_only=True),
+        )
+        blocks: list[nn.Module] = []
+        for _ in range(config.num_blocks):
+            blocks.append(ResidualUnit(d, h, h, subunits=2, act=ACTIVATION, norm=None))
+        self.body = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout3d(config.dropout) if d == 3 else nn.Dropout2d(config.dropout)
+        self.head = Convolution(d, h, config.latent_channels, kernel_size=1, conv_only=True)
+
+    def _film(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(target, len(self.config.contrasts)).to(features.dtype)
+        scale, shift = self.target_embedding(one_hot).chunk(2, dim=1)
+        view = scale.shape + (1,) * (features.ndim - 2)
+        return features * (1 + scale.view(view)) + shift.view(view)
+
+    def forward(
+        self, latents: torch.Tensor, available: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, m = latents.shape[:2]
+        spatial = latents.shape[3:]
+        slot_code = torch.eye(m, dtype=latents.dtype, device=latents.device)
+        slot_code = slot_code.view(1, m, m, *([1] * len(spatial))).expand(b, m, m, *spatial)
+        x = torch.cat([latents, slot_code], dim=2).flatten(0, 1)  # (B*M, L+M, *s)
+        features = self.input_encoder(x)  # (B*M, H, *s)
+        conditioned = self._film(features, target.repeat_interleave(m))
+        gates = torch.sigmoid(self.gate(conditioned)).view(b, m, *spatial)
+        mask = available.view(b, m, *([1] * len(spatial))).to(gates.dtype)
+        weights = gates * mask
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        fused = (features.view(b, m, -1, *spatial) * weights.unsqueeze(2)).sum(dim=1)
+        fused = self._film(fused, target)
+        out = self.head(self.dropout(self.body(fused) + fused))
+        return torch.tanh(out), weights

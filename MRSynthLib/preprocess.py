@@ -1,0 +1,213 @@
+"""From the user's images to the model's space and back, exactly.
+
+Forward (``to_model_space``), for images already on one common grid (the reference's):
+
+1. reorient to the canonical LPS axis order (a pure permutation/flip of voxels, no interpolation);
+2. resample to the bundle's spacing (skipped when the spacing already matches);
+3. foreground mask from all inputs; crop to its bounding box plus a margin;
+4. zero-pad so every axis is a multiple of the network's downsampling factor;
+5. per-contrast robust intensity normalisation (:mod:`MRSynthLib.normalization`).
+
+Inverse (``ModelSpace.to_reference``) undoes 4 → 1 and lands on the reference grid exactly
+(same size, spacing, origin and direction); voxels outside the foreground are 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from MRSynthLib.imageio import array_to_image, image_to_array
+from MRSynthLib.normalization import NormalizationSpec, normalize
+
+if TYPE_CHECKING:  # pragma: no cover
+    import SimpleITK as sitk
+
+CANONICAL_ORIENTATION = "LPS"
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Model-space rules, read from the bundle card."""
+
+    spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
+    size_multiple: int = 4
+    margin_mm: float = 6.0
+    foreground_fraction: float = 0.05
+    normalization: NormalizationSpec = field(default_factory=NormalizationSpec)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PreprocessSpec:
+        data = dict(data)
+        data["spacing"] = tuple(float(s) for s in data["spacing"])
+        if "normalization" in data:
+            data["normalization"] = NormalizationSpec.from_dict(data["normalization"])
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["spacing"] = list(self.spacing)
+        out["normalization"] = self.normalization.to_dict()
+        return out
+
+
+@dataclass
+class ModelSpace:
+    """Inputs in model space plus everything needed to go back to the reference grid.
+
+    Attributes:
+        arrays: contrast -> normalised float32 array, shape ``(z, y, x)`` in model space.
+        mask: bool array, same shape: the foreground.
+        intensity_ranges: contrast -> (low, high) raw intensities mapped to 0..1.
+    """
+
+    arrays: dict[str, np.ndarray]
+    mask: np.ndarray
+    intensity_ranges: dict[str, tuple[float, float]]
+    reference: sitk.Image  # 1-voxel-thin geometry holder is not enough: keep the real reference header
+    oriented_grid: sitk.Image  # reference reoriented to LPS (voxels unused)
+    model_grid: sitk.Image  # oriented grid resampled to the bundle spacing (voxels unused)
+    crop_start: tuple[int, int, int]  # (z, y, x) in model grid
+    crop_shape: tuple[int, int, int]  # (z, y, x) cropped extent before padding
+    pad_before: tuple[int, int, int]
+    resampled: bool
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.mask.shape)
+
+    def to_reference(self, array: np.ndarray, interpolation: str = "linear", background: float = 0.0) -> sitk.Image:
+        """Map a model-space ``(z, y, x)`` array back onto the reference grid exactly."""
+        import SimpleITK as sitk
+
+        if tuple(array.shape) != self.shape:
+            raise ValueError(f"array shape must be the model-space shape {self.shape}, not {array.shape}")
+        core = array[tuple(slice(p, p + s) for p, s in zip(self.pad_before, self.crop_shape))]
+        model_shape = tuple(reversed(self.model_grid.GetSize()))
+        full = np.full(model_shape, background, dtype=np.float32)
+        full[tuple(slice(c, c + s) for c, s in zip(self.crop_start, self.crop_shape))] = core
+        image = array_to_image(full, self.model_grid)
+        if self.resampled:
+            interpolator = sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear
+            image = sitk.Resample(image, self.oriented_grid, sitk.Transform(), interpolator, background, sitk.sitkFloat32)
+        original = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(self.reference.GetDirection())
+        image = sitk.DICOMOrient(image, original)
+        out = sitk.Image(image)
+        out.CopyInformation(self.reference)  # removes float rounding of the origin by the reorientation
+        return out
+
+    def record(self) -> dict:
+        """JSON-able summary of the forward transform (for provenance)."""
+        return {
+            "canonical_orientation": CANONICAL_ORIENTATION,
+            "model_spacing": [float(s) for s in self.model_grid.GetSpacing()],
+            "resampled": self.resampled,
+            "crop_start_zyx": list(self.crop_start),
+            "crop_shape_zyx": list(self.crop_shape),
+            "pad_before_zyx": list(self.pad_before),
+            "model_shape_zyx": list(self.shape),
+            "intensity_ranges": {k: list(v) for k, v in self.intensity_ranges.items()},
+        }
+
+
+def _reorient(image: sitk.Image) -> sitk.Image:
+    import SimpleITK as sitk
+
+    return sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
+
+
+def _model_grid(oriented: sitk.Image, spacing: tuple[float, float, float]) -> tuple[sitk.Image, bool]:
+    import SimpleITK as sitk
+
+    if np.allclose(oriented.GetSpacing(), spacing, rtol=1e-3, atol=1e-4):
+        return oriented, False
+    extent = np.asarray(oriented.GetSize()) * np.asarray(oriented.GetSpacing())
+    size = [max(2, int(np.ceil(e / s - 1e-6))) for e, s in zip(extent, spacing)]
+    # keep the physical centre of the field of view; origin is the centre of the first voxel
+    old_first_edge = np.asarray(oriented.GetOrigin()) - 0.5 * np.asarray(oriented.GetSpacing())
+    direction = np.asarray(oriented.GetDirection()).reshape(3, 3)
+    origin = old_first_edge + direction @ (0.5 * np.asarray(spacing))
+    grid = sitk.Image(size, sitk.sitkUInt8)
+    grid.SetSpacing(spacing)
+    grid.SetDirection(oriented.GetDirection())
+    grid.SetOrigin(tuple(float(v) for v in origin))
+    return grid, True
+
+
+def foreground_mask(arrays: list[np.ndarray], fraction: float) -> np.ndarray:
+    """Voxels brighter than ``fraction`` of the robust maximum in any input, holes filled.
+
+    Args:
+        arrays: raw ``(z, y, x)`` arrays on one grid.
+    Returns:
+        bool array, same shape.
+    """
+    import SimpleITK as sitk
+
+    mask = np.zeros(arrays[0].shape, dtype=bool)
+    for array in arrays:
+        positive = array[array > 0]
+        if positive.size == 0:
+            continue
+        mask |= array > fraction * np.percentile(positive, 99.0)
+    if not mask.any():
+        return np.ones_like(mask)
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image = sitk.BinaryMorphologicalClosing(image, [1, 1, 1])
+    image = sitk.BinaryFillhole(image)
+    return sitk.GetArrayFromImage(image).astype(bool)
+
+
+def to_model_space(images: dict[str, sitk.Image], spec: PreprocessSpec) -> ModelSpace:
+    """Bring co-gridded float32 images (contrast -> image) into model space.
+
+    All images must already share the reference grid (see :mod:`MRSynthLib.registration`);
+    the first one is the reference.
+    """
+    import SimpleITK as sitk
+
+    if not images:
+        raise ValueError("images must hold at least one contrast")
+    reference = next(iter(images.values()))
+    oriented = {name: _reorient(image) for name, image in images.items()}
+    oriented_grid = next(iter(oriented.values()))
+    model_grid, resampled = _model_grid(oriented_grid, spec.spacing)
+    raw: dict[str, np.ndarray] = {}
+    for name, image in oriented.items():
+        if resampled:
+            image = sitk.Resample(image, model_grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        raw[name] = image_to_array(image)
+    mask = foreground_mask(list(raw.values()), spec.foreground_fraction)
+
+    coords = np.argwhere(mask)
+    margin = np.ceil(spec.margin_mm / np.asarray(list(reversed(spec.spacing)))).astype(int)
+    start = np.maximum(coords.min(axis=0) - margin, 0)
+    stop = np.minimum(coords.max(axis=0) + 1 + margin, mask.shape)
+    crop = tuple(slice(a, b) for a, b in zip(start, stop))
+    crop_shape = tuple(int(b - a) for a, b in zip(start, stop))
+    m = spec.size_multiple
+    padded = tuple(max(m, int(np.ceil(s / m)) * m) for s in crop_shape)
+    pad_before = tuple((p - s) // 2 for p, s in zip(padded, crop_shape))
+    pad = [(b, p - s - b) for b, p, s in zip(pad_before, padded, crop_shape)]
+
+    cropped_mask = np.pad(mask[crop], pad)
+    arrays, ranges = {}, {}
+    for name, array in raw.items():
+        scaled, ranges[name] = normalize(array[crop], mask[crop], spec.normalization)
+        scaled = np.pad(scaled, pad)
+        scaled[~cropped_mask] = 0.0
+        arrays[name] = scaled
+    return ModelSpace(
+        arrays=arrays,
+        mask=cropped_mask,
+        intensity_ranges=ranges,
+        reference=reference,
+        oriented_grid=oriented_grid,
+        model_grid=model_grid,
+        crop_start=tuple(int(s) for s in start),
+        crop_shape=crop_shape,
+        pad_before=tuple(int(p) for p in pad_before),
+        resampled=resampled,
+    )

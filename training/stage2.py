@@ -1,0 +1,155 @@
+"""Stage 2: train the any-subset fusion translator on frozen stage-1 latents.
+
+Latents of every training volume are encoded once and cached; each step draws a random target
+contrast and a random non-empty subset of the other contrasts as inputs (random input dropout),
+so one model serves every subset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from MRSynthLib.metrics import psnr
+from MRSynthLib.networks.autoencoder import FSQAutoencoder
+from MRSynthLib.networks.fusion import FusionTranslator
+from training.config import TrainConfig
+from training.data import Volume, random_patch_slices
+from training.losses import ImageLoss
+from training.runs import RunFolder, Timer
+
+STAGE = "stage2"
+
+
+@torch.no_grad()
+def encode_volumes(autoencoder: FSQAutoencoder, volumes: list[Volume], slots: tuple[str, ...]) -> list[torch.Tensor]:
+    """Per volume: ``(M, L, *s)`` codes for every slot (zeros where the volume lacks the contrast)."""
+    cached = []
+    for volume in volumes:
+        codes = []
+        for name in slots:
+            if name in volume.images:
+                codes.append(autoencoder.encode(torch.from_numpy(volume.images[name])[None, None])[0])
+            else:
+                codes.append(None)
+        template = next(c for c in codes if c is not None)
+        cached.append(torch.stack([c if c is not None else torch.zeros_like(template) for c in codes]))
+    return cached
+
+
+def random_subset(rng: np.random.Generator, present: list[int]) -> tuple[int, list[int]]:
+    """A random target among ``present`` slots and a random non-empty subset of the rest."""
+    target = int(rng.choice(present))
+    others = [i for i in present if i != target]
+    chosen = [i for i in others if rng.random() < 0.5]
+    if not chosen:
+        chosen = [int(rng.choice(others))]
+    return target, chosen
+
+
+def sample_batch(volumes, latents, config: TrainConfig, rng, slots):
+    """Latent patches ``(B, M, L, *s)``, availability ``(B, M)``, targets ``(B,)``, target codes and image patches."""
+    ds = config.autoencoder.downsampling
+    out_latents, out_available, out_target, out_codes, out_images = [], [], [], [], []
+    for _ in range(config.stage2.batch_size):
+        index = int(rng.integers(0, len(volumes)))
+        volume, codes = volumes[index], latents[index]
+        present = [i for i, name in enumerate(slots) if name in volume.images]
+        target, inputs = random_subset(rng, present)
+        window = random_patch_slices(volume.mask.shape, config.stage2.patch_size, rng, ds, volume.foreground)
+        lwindow = tuple(slice(w.start // ds, w.stop // ds) for w in window)
+        available = torch.zeros(len(slots))
+        available[inputs] = 1.0
+        patch = codes[(slice(None), slice(None)) + lwindow].clone()
+        patch[available == 0] = 0.0
+        out_latents.append(patch)
+        out_available.append(available)
+        out_target.append(target)
+        out_codes.append(codes[target][(slice(None),) + lwindow])
+        out_images.append(torch.from_numpy(np.ascontiguousarray(volume.images[slots[target]][window]))[None])
+    return (torch.stack(out_latents), torch.stack(out_available), torch.tensor(out_target),
+            torch.stack(out_codes), torch.stack(out_images))
+
+
+@torch.no_grad()
+def validate(autoencoder, translator, volumes, latents, slots) -> dict[str, float]:
+    """Whole-volume PSNR (brain mask, range 1) for every target from all other contrasts."""
+    translator.eval()
+    scores = {}
+    for volume, codes in zip(volumes, latents):
+        present = [i for i, name in enumerate(slots) if name in volume.images]
+        for target in present:
+            available = torch.zeros(1, len(slots))
+            available[0, [i for i in present if i != target]] = 1.0
+            z = codes[None].clone()
+            z[0, available[0] == 0] = 0.0
+            prediction, _ = translator(z, available, torch.tensor([target]))
+            image = autoencoder.decode(prediction)[0, 0].numpy()
+            truth = volume.images[slots[target]]
+            value = psnr(np.clip(truth, 0, 1), np.clip(image, 0, 1), mask=volume.mask, data_range=1.0)
+            scores.setdefault(slots[target], []).append(value)
+    translator.train()
+    result = {f"val_psnr_{name}": float(np.mean(v)) for name, v in scores.items()}
+    result["val_psnr"] = float(np.mean(list(result.values())))
+    return result
+
+
+def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencoder, train: list[Volume],
+                 val: list[Volume], resume: bool = False, progress: bool = True) -> FusionTranslator:
+    """Train (or resume) the translator with the autoencoder frozen; returns the best-validation translator."""
+    from tqdm import tqdm
+
+    torch.manual_seed(config.seed + 1)
+    rng = np.random.default_rng(config.seed + 1)
+    autoencoder.eval().requires_grad_(False)
+    slots = config.translator.contrasts
+    train_latents = encode_volumes(autoencoder, train, slots)
+    val_latents = encode_volumes(autoencoder, val, slots)
+    translator = FusionTranslator(config.translator)
+    optimizer = torch.optim.AdamW(translator.parameters(), lr=config.stage2.lr, weight_decay=config.stage2.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.stage2.steps, 1))
+    image_loss = ImageLoss(config.autoencoder.spatial_dims, config.stage2.ssim_weight)
+    start, best = 0, -np.inf
+    state = run.load_checkpoint(STAGE) if resume else None
+    if state is not None:
+        translator.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, best = int(state["step"]), float(state["best"])
+        rng = np.random.default_rng([config.seed + 1, start])
+    timer = Timer()
+    bar = tqdm(range(start, config.stage2.steps), desc="stage2 translator", disable=not progress, initial=start,
+               total=config.stage2.steps)
+    for step in bar:
+        latents, available, target, target_codes, target_images = sample_batch(train, train_latents, config, rng, slots)
+        prediction, _ = translator(latents, available, target)
+        latent_l1 = F.l1_loss(prediction, target_codes)
+        decoded = autoencoder.decode(prediction)
+        img_loss, terms = image_loss(decoded, target_images)
+        loss = config.stage2.latent_weight * latent_l1 + img_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        done = step + 1
+        if done % config.stage2.log_every == 0 or done == config.stage2.steps:
+            row = {"step": done, "loss": float(loss), "latent_l1": float(latent_l1), **terms,
+                   "lr": schedule.get_last_lr()[0], "seconds": timer.elapsed()}
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+            if done % config.stage2.checkpoint_every == 0 or done == config.stage2.steps:
+                scores = validate(autoencoder, translator, val, val_latents, slots)
+                run.log(STAGE, {"step": done, **scores}, table="validation")
+                if scores["val_psnr"] > best:
+                    best = scores["val_psnr"]
+                    run.save_checkpoint(STAGE, "best", {"model": translator.state_dict(), "step": done, "val_psnr": best})
+                mid = target_images.shape[2] // 2
+                run.save_preview(STAGE, done, [target_images[0, 0, mid].numpy(), decoded[0, 0, mid].detach().numpy()])
+                run.save_checkpoint(STAGE, "last", {"model": translator.state_dict(), "optimizer": optimizer.state_dict(),
+                                                     "schedule": schedule.state_dict(), "step": done, "best": best})
+            run.log(STAGE, row)
+    best_state = run.load_checkpoint(STAGE, "best")
+    if best_state is not None:
+        translator.load_state_dict(best_state["model"])
+    translator.eval()
+    return translator
