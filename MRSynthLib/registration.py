@@ -142,6 +142,7 @@ def register_rigid(
     if not 0.0 < sampling <= 1.0:
         raise InputImageError(f"`sampling` must be a fraction in (0, 1], not {sampling!r}.")
 
+    import os; max_working_voxels=int(os.environ.get('BUDGET', max_working_voxels))
     fixed_work = _working_copy(fixed, max_working_voxels)
     moving_work = _working_copy(moving, max_working_voxels)
 
@@ -155,15 +156,28 @@ def register_rigid(
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
     method.SetMetricSamplingStrategy(method.RANDOM)
     # SimpleITK treats seed 0 as "use the wall clock": shift so every seed is deterministic.
-    method.SetMetricSamplingPercentage(sampling, seed + 1)
+    import os
+    cap = int(os.environ.get("CAP", "0"))
+    n = float(np.prod(fixed_work.GetSize()))
+    if cap:
+        per = [min(sampling, cap * f**3 / n) for f in shrink_factors]
+    else:
+        per = [sampling] * len(shrink_factors)
+    method.SetMetricSamplingPercentagePerLevel(per, seed + 1)
     method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsGradientDescent(
-        learningRate=1.0,
-        numberOfIterations=max_iterations,
-        convergenceMinimumValue=1e-6,
-        convergenceWindowSize=10,
-        estimateLearningRate=method.EachIteration,
-    )
+    import os
+    opt = os.environ.get("OPT", "rsgd")
+    if opt == "rsgd":
+        method.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=float(os.environ.get("LR", "1.0")), minStep=float(os.environ.get("MINSTEP","1e-4")), numberOfIterations=max_iterations,
+            relaxationFactor=float(os.environ.get("RELAX", "0.5")), gradientMagnitudeTolerance=1e-8,
+        )
+    else:
+        method.SetOptimizerAsGradientDescent(
+            learningRate=1.0, numberOfIterations=max_iterations,
+            convergenceMinimumValue=float(os.environ.get("CMV", "1e-6")), convergenceWindowSize=int(os.environ.get("CWS", "10")),
+            estimateLearningRate=method.EachIteration if opt == "gd_each" else method.Once,
+        )
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel(list(shrink_factors))
     method.SetSmoothingSigmasPerLevel(list(smoothing_sigmas_mm))

@@ -120,6 +120,21 @@ def common_grid(images: dict[str, sitk.Image], paths: dict[str, Path], register:
     return out, record
 
 
+def _contributions_on_reference(space, weights: dict[str, np.ndarray], mask: np.ndarray) -> dict:
+    """Map model-space gate weights back and renormalise so they sum to exactly 1 wherever the head is."""
+    from MRSynthLib.imageio import array_to_image
+
+    mapped = {name: space.to_reference(w * mask) for name, w in weights.items()}
+    arrays = {name: image_to_array(img) for name, img in mapped.items()}
+    total = sum(arrays.values())
+    inside = total > 1e-3
+    out = {}
+    for name, array in arrays.items():
+        normalised = np.where(inside, array / np.where(inside, total, 1.0), 0.0).astype(np.float32)
+        out[name] = array_to_image(normalised, mapped[name])
+    return out
+
+
 def synthesize(
     inputs: dict[str, str | os.PathLike],
     target: str,
@@ -179,7 +194,7 @@ def synthesize(
     uncertainty = None
     if prediction.uncertainty is not None:
         uncertainty = space.to_reference(prediction.uncertainty * mask)
-    contributions = {name: space.to_reference(weights * mask) for name, weights in prediction.contributions.items()}
+    contributions = _contributions_on_reference(space, prediction.contributions, mask)
     lap("postprocess")
 
     provenance = {

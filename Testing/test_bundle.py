@@ -1,0 +1,101 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from MRSynthLib.bundle import ModelCard, load_bundle, sha256_file, write_card
+from MRSynthLib.errors import BundleError
+from MRSynthLib.networks.autoencoder import AutoencoderConfig, FSQAutoencoder
+from MRSynthLib.networks.fusion import FusionConfig, FusionTranslator
+from MRSynthLib.preprocess import PreprocessSpec
+from MRSynthLib.registry import list_models, resolve_model
+
+
+def random_bundle(folder, name="random-test"):
+    """A bundle with random weights: plumbing only, never an image-quality result."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ae_config = AutoencoderConfig(channels=(4, 4, 4), fsq_levels=(5, 5, 5, 5))
+    tr_config = FusionConfig(hidden=8, num_blocks=1)
+    weights = {}
+    for file_name, model in (("autoencoder.safetensors", FSQAutoencoder(ae_config)),
+                             ("translator.safetensors", FusionTranslator(tr_config))):
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / file_name))
+        weights[file_name] = sha256_file(folder / file_name)
+    card = ModelCard(name=name, version="0.0.0", method="fsq-fusion",
+                     input_contrasts=("t1", "t1ce", "t2", "flair", "pd"),
+                     output_contrasts=("t1", "t1ce", "t2", "flair", "pd"),
+                     preprocessing=PreprocessSpec(spacing=(4.0, 4.0, 4.0)),
+                     networks={"autoencoder": ae_config.to_dict(), "translator": tr_config.to_dict()},
+                     weights=weights, description="random weights for tests")
+    write_card(card, folder)
+    return folder
+
+
+def test_card_round_trip_and_verified_load(tmp_path):
+    folder = random_bundle(tmp_path / "b")
+    bundle = load_bundle(folder)
+    assert bundle.card.name == "random-test"
+    assert ModelCard.from_dict(bundle.card.to_dict()) == bundle.card
+    assert len(bundle.sha256) == 64
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    folder = random_bundle(tmp_path / "b")
+    path = folder / "translator.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(folder)
+
+
+@pytest.mark.parametrize("weight_name, message", [("../evil.safetensors", "outside"), ("model.pt", "pickled")])
+def test_unsafe_weight_files_are_refused(tmp_path, weight_name, message):
+    folder = random_bundle(tmp_path / "b")
+    card = json.loads((folder / "bundle.json").read_text())
+    card["weights"][weight_name] = "0" * 64
+    (folder / "bundle.json").write_text(json.dumps(card))
+    (tmp_path / "evil.safetensors").write_bytes(b"x")
+    (folder / "model.pt").write_bytes(b"x")
+    with pytest.raises(BundleError, match=message):
+        load_bundle(folder)
+
+
+def test_zip_or_file_offered_as_bundle(tmp_path):
+    archive = tmp_path / "bundle.zip"
+    archive.write_bytes(b"PK\x03\x04")
+    with pytest.raises(BundleError, match="zip archives and pickles are not accepted"):
+        load_bundle(archive)
+    with pytest.raises(BundleError, match="no bundle.json"):
+        load_bundle(tmp_path)
+
+
+def test_card_with_unknown_or_missing_keys(tmp_path):
+    folder = random_bundle(tmp_path / "b")
+    card = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**card, "surprise": 1}))
+    with pytest.raises(BundleError, match="unknown keys"):
+        load_bundle(folder)
+    del card["weights"]
+    (folder / "bundle.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="lacks weights"):
+        load_bundle(folder)
+
+
+def test_registry_finds_user_bundles_and_explains_unknown_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRSYNTH_HOME", str(tmp_path))
+    random_bundle(tmp_path / "models" / "my-model", name="my-model")
+    names = {e.name: e.source for e in list_models()}
+    assert names["my-model"] == "user"
+    assert resolve_model("my-model").card.name == "my-model"
+    assert resolve_model(str(tmp_path / "models" / "my-model")).card.name == "my-model"
+    with pytest.raises(BundleError, match="mrsynth models"):
+        resolve_model("no-such-model")
+
+
+def test_builtin_default_model_is_present_and_verifies():
+    bundle = resolve_model(None)
+    assert bundle.card.method == "fsq-fusion"
+    assert {"t1", "t1ce", "t2", "flair"} <= set(bundle.card.input_contrasts)
+    assert bundle.card.training_data and bundle.card.validation
