@@ -29,6 +29,11 @@ _INITIALISATIONS: dict[str, int] = {
 _MAX_WORKING_VOXELS = 1_500_000
 """Registration runs on isotropic copies with at most about this many voxels (speed)."""
 
+_MIN_SAMPLES_PER_LEVEL = 20_000
+_MAX_SAMPLES_PER_LEVEL = 50_000
+"""Random metric samples per pyramid level are kept in this range (as far as voxels allow):
+enough for a stable 32-bin joint histogram on coarse levels, bounded for speed on fine ones."""
+
 
 def grid_differences(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> list[str]:
     """Describe how the grids of ``a`` and ``b`` differ (empty list when they are the same).
@@ -115,9 +120,14 @@ def register_rigid(
     working copies (at most ``max_working_voxels``); the grids may differ arbitrarily. The
     transform is initialised by aligning image centres (``"geometry"``) or intensity centres of
     mass (``"moments"``), then optimised by regular-step gradient descent over a
-    ``shrink_factors`` / ``smoothing_sigmas_mm`` pyramid with physical-shift parameter scales.
-    Sampling is random with a fixed ``seed`` and single-threaded metric evaluation, so results
-    are reproducible.
+    ``shrink_factors`` / ``smoothing_sigmas_mm`` pyramid with physical-shift parameter scales,
+    using a random ``sampling`` fraction of the fixed voxels (raised to at least 20,000 and capped
+    at 50,000 samples per level: coarse levels need enough samples to capture large initial
+    misalignments, fine levels are bounded for speed). With a
+    fixed ``seed`` results are bit-reproducible: the registration runs single-threaded (the
+    process-wide SimpleITK default thread count is set to 1 meanwhile and then restored, so do
+    not run other SimpleITK filters concurrently from other Python threads). A 240x240x155 1 mm
+    pair takes a few seconds.
 
     Returns:
         Euler3DTransform mapping fixed physical points to moving physical points (rotation about
@@ -142,7 +152,6 @@ def register_rigid(
     if not 0.0 < sampling <= 1.0:
         raise InputImageError(f"`sampling` must be a fraction in (0, 1], not {sampling!r}.")
 
-    import os; max_working_voxels=int(os.environ.get('BUDGET', max_working_voxels))
     fixed_work = _working_copy(fixed, max_working_voxels)
     moving_work = _working_copy(moving, max_working_voxels)
 
@@ -152,39 +161,14 @@ def register_rigid(
         )
     )
 
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    # SimpleITK treats seed 0 as "use the wall clock": shift so every seed is deterministic.
-    import os
-    cap = int(os.environ.get("CAP", "0"))
-    n = float(np.prod(fixed_work.GetSize()))
-    if cap:
-        per = [min(sampling, cap * f**3 / n) for f in shrink_factors]
-    else:
-        per = [sampling] * len(shrink_factors)
-    method.SetMetricSamplingPercentagePerLevel(per, seed + 1)
-    method.SetInterpolator(sitk.sitkLinear)
-    import os
-    opt = os.environ.get("OPT", "rsgd")
-    if opt == "rsgd":
-        method.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=float(os.environ.get("LR", "1.0")), minStep=float(os.environ.get("MINSTEP","1e-4")), numberOfIterations=max_iterations,
-            relaxationFactor=float(os.environ.get("RELAX", "0.5")), gradientMagnitudeTolerance=1e-8,
-        )
-    else:
-        method.SetOptimizerAsGradientDescent(
-            learningRate=1.0, numberOfIterations=max_iterations,
-            convergenceMinimumValue=float(os.environ.get("CMV", "1e-6")), convergenceWindowSize=int(os.environ.get("CWS", "10")),
-            estimateLearningRate=method.EachIteration if opt == "gd_each" else method.Once,
-        )
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel(list(shrink_factors))
-    method.SetSmoothingSigmasPerLevel(list(smoothing_sigmas_mm))
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(transform, inPlace=True)
-    method.SetNumberOfThreads(1)  # multi-threaded metric sums are not bit-reproducible
+    # ITK's multi-threaded metric sums are not bit-reproducible; one thread is also no slower here
+    # (the per-iteration work is small), so run the registration single-threaded.
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
+        method = _registration_method(fixed_work, max_iterations, sampling, seed,
+                                      shrink_factors, smoothing_sigmas_mm)
+        method.SetInitialTransform(transform, inPlace=True)
         method.Execute(fixed_work, moving_work)
     except RuntimeError as error:
         if "outside" in str(error).lower() or "samples" in str(error).lower():
@@ -193,7 +177,44 @@ def register_rigid(
                 "both scans are of the same subject and their origins/orientations are sane."
             ) from None
         raise
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     return transform
+
+
+def _registration_method(
+    fixed_work: sitk.Image,
+    max_iterations: int,
+    sampling: float,
+    seed: int,
+    shrink_factors: tuple[int, ...],
+    smoothing_sigmas_mm: tuple[float, ...],
+) -> sitk.ImageRegistrationMethod:
+    """Mattes MI + regular-step gradient descent over a pyramid, with bounded samples per level."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    voxels = float(np.prod(fixed_work.GetSize()))
+    per_level = []
+    for factor in shrink_factors:
+        level_voxels = voxels / factor**3
+        samples = min(max(sampling * level_voxels, _MIN_SAMPLES_PER_LEVEL), _MAX_SAMPLES_PER_LEVEL)
+        per_level.append(min(1.0, samples / level_voxels))
+    # SimpleITK treats seed 0 as "use the wall clock": shift so every seed is deterministic.
+    method.SetMetricSamplingPercentagePerLevel(per_level, seed + 1)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0,  # mm (parameter scales are set from physical shifts)
+        minStep=1e-3,
+        numberOfIterations=max_iterations,
+        relaxationFactor=0.5,
+        gradientMagnitudeTolerance=1e-8,
+    )
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(list(shrink_factors))
+    method.SetSmoothingSigmasPerLevel(list(smoothing_sigmas_mm))
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return method
 
 
 def resample_onto(

@@ -18,10 +18,10 @@ class ImageLoss(torch.nn.Module):
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         l1 = F.l1_loss(prediction, target)
-        terms = {"l1": float(l1)}
+        terms = {"l1": l1.item()}
         loss = l1
         if self.ssim is not None:
             ssim_loss = self.ssim(prediction, target)
-            terms["ssim_loss"] = float(ssim_loss)
+            terms["ssim_loss"] = ssim_loss.item()
             loss = loss + self.ssim_weight * ssim_loss
         return loss, terms

@@ -29,6 +29,7 @@ class AutoencoderConfig:
     spatial_dims: int = 3
     channels: tuple[int, ...] = (16, 32, 48)
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+    full_resolution_residual: bool = True  # False drops the residual units of stage 0 (~half the compute)
 
     @property
     def latent_channels(self) -> int:
@@ -44,6 +45,7 @@ class AutoencoderConfig:
             spatial_dims=int(data.get("spatial_dims", 3)),
             channels=tuple(int(c) for c in data["channels"]),
             fsq_levels=tuple(int(v) for v in data["fsq_levels"]),
+            full_resolution_residual=bool(data.get("full_resolution_residual", True)),
         )
 
     def to_dict(self) -> dict:
@@ -69,7 +71,9 @@ class Encoder(nn.Module):
     def __init__(self, config: AutoencoderConfig) -> None:
         super().__init__()
         c = config.channels
-        layers: list[nn.Module] = [_conv(config, 1, c[0]), _res(config, c[0])]
+        layers: list[nn.Module] = [_conv(config, 1, c[0])]
+        if config.full_resolution_residual:
+            layers.append(_res(config, c[0]))
         for cin, cout in zip(c[:-1], c[1:]):
             layers += [_conv(config, cin, cout, stride=2), _res(config, cout)]
         layers.append(_conv(config, c[-1], config.latent_channels, kernel=1, plain=True))
@@ -86,8 +90,10 @@ class Decoder(nn.Module):
         super().__init__()
         c = tuple(reversed(config.channels))
         layers: list[nn.Module] = [_conv(config, config.latent_channels, c[0]), _res(config, c[0])]
-        for cin, cout in zip(c[:-1], c[1:]):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(config, cin, cout), _res(config, cout)]
+        for i, (cin, cout) in enumerate(zip(c[:-1], c[1:])):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(config, cin, cout)]
+            if config.full_resolution_residual or i < len(c) - 2:
+                layers.append(_res(config, cout))
         layers.append(_conv(config, c[-1], 1, plain=True))
         self.net = nn.Sequential(*layers)
 
