@@ -15,13 +15,12 @@ class Progress:
     :meth:`done` and :meth:`error` emit ``{"event": "done", ...}`` / ``{"event": "error", "message": ...}``.
     """
 
-    def __init__(self, mode: str = "bar", stream: TextIO | None = None, total_steps: int = 0) -> None:
+    def __init__(self, mode: str = "bar", stream: TextIO | None = None) -> None:
         if mode not in ("bar", "jsonl", "none"):
             raise ValueError(f"progress mode must be bar, jsonl or none, not {mode!r}")
         self.mode = mode
         self.stream = stream
         self.start = time.perf_counter()
-        self._bar = None
         self._stage = None
 
     def _emit(self, record: dict) -> None:
