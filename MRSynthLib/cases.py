@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from MRSynthLib.contrasts import canonical_contrast, is_contrast
+from MRSynthLib.contrasts import canonical_contrast, is_contrast, squash_name
 from MRSynthLib.errors import ContrastError, InputImageError
 
 LAYOUTS: tuple[str, ...] = ("plain", "brats2021", "brats2023", "nnunet")
@@ -74,13 +74,10 @@ def _subfolders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _squash(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
 
 def _role(key: str) -> str | None:
     """``"labels"``, ``"brain_mask"``, a canonical contrast, or None for an unrelated file."""
-    squashed = _squash(key)
+    squashed = squash_name(key)
     if squashed in LABEL_NAMES:
         return "labels"
     if squashed in BRAIN_MASK_NAMES:

@@ -35,7 +35,8 @@ _ALIASES: dict[str, str] = {
 }
 
 
-def _squash(name: str) -> str:
+def squash_name(name: str) -> str:
+    """Lower-case alphanumerics only: ``"T1_Gd"`` -> ``"t1gd"`` (how names and aliases are compared)."""
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
@@ -47,7 +48,7 @@ def canonical_contrast(name: str) -> str:
     """
     if not isinstance(name, str) or not name.strip():
         raise ContrastError(f"Contrast name must be a non-empty string, not {name!r}.")
-    key = _squash(name)
+    key = squash_name(name)
     if key in _ALIASES:
         return _ALIASES[key]
     known = ", ".join(CANONICAL_CONTRASTS)
@@ -58,7 +59,7 @@ def canonical_contrast(name: str) -> str:
 
 def is_contrast(name: str) -> bool:
     """True when ``name`` is a canonical contrast or a known alias."""
-    return _squash(name) in _ALIASES if isinstance(name, str) else False
+    return squash_name(name) in _ALIASES if isinstance(name, str) else False
 
 
 def aliases_of(contrast: str) -> list[str]:

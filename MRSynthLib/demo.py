@@ -117,8 +117,9 @@ def run_demo(args) -> int:
         print(line)
     print(f"  protocol: {report['protocol']['description']}")
     print(f"\nOutputs in {out.resolve()}:")
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".gz", ".png", ".json")
-                       and "phantom-case" not in p.parts and not p.name.endswith(".json") or p in (montage, metrics)):
+    volumes = sorted(p for p in out.rglob("*.nii.gz") if "phantom-case" not in p.relative_to(out).parts)
+    for path in volumes + [metrics]:
         print(f"  {path.relative_to(out)}")
+    print("  phantom-case/  (the inputs and the true t1ce, labels, brain mask)")
     print(f"Montage: {montage.resolve()}")
     return 0

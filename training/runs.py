@@ -38,7 +38,7 @@ class RunFolder:
     def prepare(self, config: TrainConfig) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         resolved = self.root / "config.json"
-        data = config.to_dict()
+        data = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as stored
         if resolved.exists():
             previous = json.loads(resolved.read_text())
             if previous != data:

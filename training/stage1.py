@@ -81,8 +81,8 @@ def train_stage1(config: TrainConfig, run: RunFolder, train: list[Volume], val: 
         schedule.step()
         done = step + 1
         if done % config.stage1.log_every == 0 or done == config.stage1.steps:
-            row = {"step": done, "loss": float(loss), **terms, "lr": schedule.get_last_lr()[0], "seconds": timer.elapsed()}
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            row = {"step": done, "loss": loss.item(), **terms, "lr": schedule.get_last_lr()[0], "seconds": timer.elapsed()}
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
             if done % config.stage1.checkpoint_every == 0 or done == config.stage1.steps:
                 scores = validate(model, val)
                 run.log(STAGE, {"step": done, **scores}, table="validation")

@@ -134,9 +134,9 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
         schedule.step()
         done = step + 1
         if done % config.stage2.log_every == 0 or done == config.stage2.steps:
-            row = {"step": done, "loss": float(loss), "latent_l1": float(latent_l1), **terms,
+            row = {"step": done, "loss": loss.item(), "latent_l1": latent_l1.item(), **terms,
                    "lr": schedule.get_last_lr()[0], "seconds": timer.elapsed()}
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
             if done % config.stage2.checkpoint_every == 0 or done == config.stage2.steps:
                 scores = validate(autoencoder, translator, val, val_latents, slots)
                 run.log(STAGE, {"step": done, **scores}, table="validation")
