@@ -35,10 +35,17 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> None:

@@ -137,7 +137,8 @@ def _model_grid(oriented: sitk.Image, spacing: tuple[float, float, float]) -> tu
 
 
 def foreground_mask(arrays: list[np.ndarray], fraction: float) -> np.ndarray:
-    """Voxels brighter than ``fraction`` of the robust maximum in any input, holes filled.
+    """Voxels brighter than ``fraction`` of the robust maximum in any input: largest connected
+    component, holes filled.
 
     Args:
         arrays: raw ``(z, y, x)`` arrays on one grid.
@@ -156,7 +157,8 @@ def foreground_mask(arrays: list[np.ndarray], fraction: float) -> np.ndarray:
         return np.ones_like(mask)
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
     image = sitk.BinaryMorphologicalClosing(image, [1, 1, 1])
-    image = sitk.BinaryFillhole(image)
+    largest = sitk.RelabelComponent(sitk.ConnectedComponent(image), sortByObjectSize=True) == 1  # drop noise specks
+    image = sitk.BinaryFillhole(sitk.Cast(largest, sitk.sitkUInt8))
     return sitk.GetArrayFromImage(image).astype(bool)
 
 

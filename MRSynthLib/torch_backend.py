@@ -121,7 +121,13 @@ class TorchSynthesizer:
         return Prediction(synthetic.float().cpu().numpy(), uncertainty, contributions)
 
     def _sample_std(self, latents, available, target_index, samples: int, report) -> np.ndarray:
-        """Voxel-wise std over ``samples`` passes with MC dropout and alternating left-right flips."""
+        """Voxel-wise std over ``samples`` stochastic passes.
+
+        The fused features are computed twice (as is, and with the latents flipped left-right); each
+        pass then draws a dropout mask on one of them (alternating) and decodes. Shape ``(z, y, x)``.
+        """
+        hidden = {flip: self.translator.fuse(torch.flip(latents, dims=(-1,)) if flip else latents,
+                                             available, target_index)[0] for flip in (False, True)}
         self.translator.dropout.train()  # only the dropout layer becomes stochastic
         try:
             total = None
@@ -129,8 +135,7 @@ class TorchSynthesizer:
             for k in range(samples):
                 report("uncertainty", k / samples)
                 flip = k % 2 == 1
-                z = torch.flip(latents, dims=(-1,)) if flip else latents
-                predicted, _ = self.translator(z, available, target_index)
+                predicted = self.translator.head_from(hidden[flip])
                 if flip:
                     predicted = torch.flip(predicted, dims=(-1,))
                 image = self.autoencoder.decode(predicted)[0, 0].double()

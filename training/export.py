@@ -64,6 +64,7 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         states[stage] = state
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    staging.chmod(0o755)
     try:
         weights = {}
         for stage, file_name in (("stage1", "autoencoder.safetensors"), ("stage2", "translator.safetensors")):

@@ -78,21 +78,39 @@ class FusionTranslator(nn.Module):
         view = scale.shape + (1,) * (features.ndim - 2)
         return features * (1 + scale.view(view)) + shift.view(view)
 
+    def fuse(
+        self, latents: torch.Tensor, available: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic part: ``(hidden (B, H, *s), weights (B, M, *s))``.
+
+        Only slots available in at least one batch element are encoded (missing slots get weight 0
+        and cost nothing).
+        """
+        b, m = latents.shape[:2]
+        spatial = latents.shape[3:]
+        active = torch.nonzero(available.sum(dim=0) > 0).flatten()
+        k = int(active.numel())
+        slot_code = torch.eye(m, dtype=latents.dtype, device=latents.device)[active]
+        slot_code = slot_code.view(1, k, m, *([1] * len(spatial))).expand(b, k, m, *spatial)
+        x = torch.cat([latents[:, active], slot_code], dim=2).flatten(0, 1)  # (B*K, L+M, *s)
+        features = self.input_encoder(x)  # (B*K, H, *s)
+        conditioned = self._film(features, target.repeat_interleave(k))
+        gates = torch.sigmoid(self.gate(conditioned)).view(b, k, *spatial)
+        mask = available[:, active].view(b, k, *([1] * len(spatial))).to(gates.dtype)
+        active_weights = gates * mask
+        active_weights = active_weights / active_weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        fused = (features.view(b, k, -1, *spatial) * active_weights.unsqueeze(2)).sum(dim=1)
+        fused = self._film(fused, target)
+        weights = latents.new_zeros((b, m, *spatial))
+        weights[:, active] = active_weights
+        return self.body(fused) + fused, weights
+
+    def head_from(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Stochastic part (dropout when enabled): hidden ``(B, H, *s)`` → latent ``(B, L, *s)`` in ``(-1, 1)``."""
+        return torch.tanh(self.head(self.dropout(hidden)))
+
     def forward(
         self, latents: torch.Tensor, available: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        b, m = latents.shape[:2]
-        spatial = latents.shape[3:]
-        slot_code = torch.eye(m, dtype=latents.dtype, device=latents.device)
-        slot_code = slot_code.view(1, m, m, *([1] * len(spatial))).expand(b, m, m, *spatial)
-        x = torch.cat([latents, slot_code], dim=2).flatten(0, 1)  # (B*M, L+M, *s)
-        features = self.input_encoder(x)  # (B*M, H, *s)
-        conditioned = self._film(features, target.repeat_interleave(m))
-        gates = torch.sigmoid(self.gate(conditioned)).view(b, m, *spatial)
-        mask = available.view(b, m, *([1] * len(spatial))).to(gates.dtype)
-        weights = gates * mask
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
-        fused = (features.view(b, m, -1, *spatial) * weights.unsqueeze(2)).sum(dim=1)
-        fused = self._film(fused, target)
-        out = self.head(self.dropout(self.body(fused) + fused))
-        return torch.tanh(out), weights
+        hidden, weights = self.fuse(latents, available, target)
+        return self.head_from(hidden), weights
