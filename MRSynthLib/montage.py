@@ -55,10 +55,8 @@ def save_montage(
                 continue
             tiles.append((title, _to_uint8(_axial_slice(image, index), window)))
         tiles_rows.append(tiles)
-    tile_h = max(t.shape[0] for row in tiles_rows for _, t in row if t is not None)
-    tile_w = max(t.shape[1] for row in tiles_rows for _, t in row if t is not None)
-    scale = max(1, 200 // max(tile_h, tile_w))
-    th, tw, header = tile_h * scale, tile_w * scale, 16
+    tw = th = 200  # every slice is fitted into the same box, aspect ratio kept
+    header = 16
     columns = max(len(r) for r in tiles_rows)
     canvas = Image.new("L", (columns * (tw + 4), len(tiles_rows) * (th + header + 4)), 0)
     draw = ImageDraw.Draw(canvas)
@@ -67,8 +65,10 @@ def save_montage(
             x, y = c * (tw + 4), r * (th + header + 4)
             draw.text((x + 2, y + 2), title, fill=255)
             if tile is not None:
-                img = Image.fromarray(tile).resize((tile.shape[1] * scale, tile.shape[0] * scale), Image.NEAREST)
-                canvas.paste(img, (x, y + header))
+                scale = min(tw / tile.shape[1], th / tile.shape[0])
+                size = (max(1, round(tile.shape[1] * scale)), max(1, round(tile.shape[0] * scale)))
+                img = Image.fromarray(tile).resize(size, Image.BILINEAR)
+                canvas.paste(img, (x + (tw - size[0]) // 2, y + header + (th - size[1]) // 2))
     with atomic_path(path, overwrite) as tmp:
         canvas.save(tmp, format="PNG")
     return Path(path)

@@ -94,6 +94,29 @@ class RunFolder:
         return path
 
 
+    def checkpoint(self, stage: str, step: int, scores: dict, best: float, model, optimizer, schedule,
+                   preview: tuple) -> float:
+        """Log validation ``scores``, keep ``best.ckpt`` (highest ``val_psnr``) and ``last.ckpt`` (full training
+        state), save a preview of ``preview = (truth, output)`` ``(B, 1, z, y, x)`` tensors; returns the new best."""
+        self.log(stage, {"step": step, **scores}, table="validation")
+        if scores["val_psnr"] > best:
+            best = scores["val_psnr"]
+            self.save_checkpoint(stage, "best", {"model": model.state_dict(), "step": step, "val_psnr": best})
+        truth, output = preview
+        mid = truth.shape[2] // 2
+        self.save_preview(stage, step, [truth[0, 0, mid].numpy(), output[0, 0, mid].detach().numpy()])
+        self.save_checkpoint(stage, "last", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                             "schedule": schedule.state_dict(), "step": step, "best": best})
+        return best
+
+    def load_best(self, stage: str, model):
+        """Load ``best.ckpt`` weights into ``model`` (if any) and return it in eval mode."""
+        state = self.load_checkpoint(stage, "best")
+        if state is not None:
+            model.load_state_dict(state["model"])
+        return model.eval()
+
+
 class Timer:
     def __init__(self) -> None:
         self.start = time.perf_counter()

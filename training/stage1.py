@@ -84,18 +84,6 @@ def train_stage1(config: TrainConfig, run: RunFolder, train: list[Volume], val: 
             row = {"step": done, "loss": loss.item(), **terms, "lr": schedule.get_last_lr()[0], "seconds": timer.elapsed()}
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if done % config.stage1.checkpoint_every == 0 or done == config.stage1.steps:
-                scores = validate(model, val)
-                run.log(STAGE, {"step": done, **scores}, table="validation")
-                if scores["val_psnr"] > best:
-                    best = scores["val_psnr"]
-                    run.save_checkpoint(STAGE, "best", {"model": model.state_dict(), "step": done, "val_psnr": best})
-                mid = batch.shape[2] // 2
-                run.save_preview(STAGE, done, [batch[0, 0, mid].numpy(), recon[0, 0, mid].detach().numpy()])
-                run.save_checkpoint(STAGE, "last", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                                     "schedule": schedule.state_dict(), "step": done, "best": best})
+                best = run.checkpoint(STAGE, done, validate(model, val), best, model, optimizer, schedule, (batch, recon))
             run.log(STAGE, row)
-    best_state = run.load_checkpoint(STAGE, "best")
-    if best_state is not None:
-        model.load_state_dict(best_state["model"])
-    model.eval()
-    return model
+    return run.load_best(STAGE, model)

@@ -139,17 +139,6 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if done % config.stage2.checkpoint_every == 0 or done == config.stage2.steps:
                 scores = validate(autoencoder, translator, val, val_latents, slots)
-                run.log(STAGE, {"step": done, **scores}, table="validation")
-                if scores["val_psnr"] > best:
-                    best = scores["val_psnr"]
-                    run.save_checkpoint(STAGE, "best", {"model": translator.state_dict(), "step": done, "val_psnr": best})
-                mid = target_images.shape[2] // 2
-                run.save_preview(STAGE, done, [target_images[0, 0, mid].numpy(), decoded[0, 0, mid].detach().numpy()])
-                run.save_checkpoint(STAGE, "last", {"model": translator.state_dict(), "optimizer": optimizer.state_dict(),
-                                                     "schedule": schedule.state_dict(), "step": done, "best": best})
+                best = run.checkpoint(STAGE, done, scores, best, translator, optimizer, schedule, (target_images, decoded))
             run.log(STAGE, row)
-    best_state = run.load_checkpoint(STAGE, "best")
-    if best_state is not None:
-        translator.load_state_dict(best_state["model"])
-    translator.eval()
-    return translator
+    return run.load_best(STAGE, translator)
