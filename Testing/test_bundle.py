@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 from safetensors.torch import save_file
 
 from MRSynthLib.bundle import ModelCard, load_bundle, sha256_file, write_card

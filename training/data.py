@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from MRSynthLib.phantom import CONTRASTS, PhantomConfig, generate_phantom
+from MRSynthLib.phantom import PhantomConfig, generate_phantom
 from MRSynthLib.preprocess import PreprocessSpec, to_model_space
 from training.config import DataConfig
 
@@ -82,4 +82,4 @@ def random_patch_slices(shape, patch, rng: np.random.Generator, multiple: int = 
     return tuple(slice(st, st + p) for st, p in zip(starts, patch))
 
 
-__all__ = ["CONTRASTS", "Volume", "load_volumes", "random_patch_slices", "space_labels"]
+__all__ = ["Volume", "load_volumes", "random_patch_slices", "space_labels"]

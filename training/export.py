@@ -23,16 +23,6 @@ CITATION = (
 )
 
 
-def _last_row(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows:
-        return {}
-    return {k: (float(v) if k != "step" else int(float(v))) for k, v in rows[-1].items()}
-
-
 def _best_row(path: Path) -> dict:
     if not path.exists():
         return {}
