@@ -12,7 +12,7 @@ from MRSynthLib.errors import MRSynthError
 
 def compare_models(args) -> list[Path]:
     """Run every ``--model`` on the same inputs; returns the written files."""
-    from MRSynthLib.demo import _abs_error
+    from MRSynthLib.evaluation import absolute_error_image
     from MRSynthLib.imageio import load_input, read_image
     from MRSynthLib.metrics import evaluate_images
     from MRSynthLib.montage import save_montage
@@ -53,7 +53,7 @@ def compare_models(args) -> list[Path]:
                 metric_rows.append({"model": bundle.card.name, "version": bundle.card.version,
                                     "method": bundle.card.method, "region": region,
                                     **{k: values[k] for k in ("psnr", "ssim", "mae")}, "seconds": ""})
-            row.append((f"|error| {bundle.card.name}", _abs_error(reference, result.synthetic, None), (0.0, 0.5)))
+            row.append((f"|error| {bundle.card.name}", absolute_error_image(reference, result.synthetic), (0.0, 0.5)))
         rows.append(row)
     buffer = io.StringIO()
     fields = ["model", "version", "method", "region", "psnr", "ssim", "mae", "seconds"]

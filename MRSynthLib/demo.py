@@ -26,6 +26,7 @@ def default_real_data() -> Path:
 
 def _run_case(name: str, inputs: dict[str, Path], truth: Path, folder: Path, bundle, samples: int, device: str,
               brain_mask: Path | None, labels: Path | None, progress) -> tuple[dict, list]:
+    from MRSynthLib.evaluation import absolute_error_image
     from MRSynthLib.imageio import load_input, read_image
     from MRSynthLib.metrics import evaluate_images
     from MRSynthLib.outputs import plan_outputs, write_result
@@ -44,26 +45,10 @@ def _run_case(name: str, inputs: dict[str, Path], truth: Path, folder: Path, bun
     images = {c: load_input(p, c) for c, p in inputs.items()}
     row = [(c, images[c], None) for c in inputs]
     row += [("synthetic " + DEMO_TARGET, result.synthetic, None), ("true " + DEMO_TARGET, reference, None)]
-    row += [("|error| (normalised)", _abs_error(reference, result.synthetic, mask), (0.0, 0.5)),
+    row += [("|error| (normalised)", absolute_error_image(reference, result.synthetic, mask), (0.0, 0.5)),
             ("uncertainty (std)", result.uncertainty, None)]
     contrib_row = [(f"contribution {c}", img, (0.0, 1.0)) for c, img in result.contributions.items()]
     return report, [row, contrib_row]
-
-
-def _abs_error(reference, synthetic, mask):
-    """|reference - synthetic| with each scaled by its own 0.5..99.5 brain percentiles (the metrics protocol)."""
-    import numpy as np
-
-    from MRSynthLib.imageio import array_to_image, image_to_array
-    from MRSynthLib.normalization import NormalizationSpec, normalize
-
-    ref = image_to_array(reference)
-    syn = image_to_array(synthetic)
-    brain = image_to_array(mask) > 0 if mask is not None else syn > 0
-    spec = NormalizationSpec(clip=(0.0, 1.0))
-    a, _ = normalize(ref, brain, spec)
-    b, _ = normalize(syn, brain, spec)
-    return array_to_image((np.abs(a - b) * brain).astype(np.float32), reference)
 
 
 def run_demo(args) -> int:

@@ -8,6 +8,24 @@ from pathlib import Path
 from MRSynthLib.imageio import load_input, read_image
 
 
+def absolute_error_image(reference, prediction, brain_mask=None):
+    """|reference - prediction| after the default evaluation protocol's normalisation, on the reference grid.
+
+    Both volumes are scaled by their own brain percentiles (see :class:`MRSynthLib.metrics.EvaluationProtocol`);
+    the brain is ``brain_mask`` (nonzero) or the reference foreground. Voxels outside it are 0.
+    """
+    import numpy as np
+
+    from MRSynthLib.imageio import array_to_image, image_to_array
+    from MRSynthLib.metrics import EvaluationProtocol, foreground_mask, normalise
+
+    protocol = EvaluationProtocol()
+    ref, pred = image_to_array(reference), image_to_array(prediction)
+    brain = image_to_array(brain_mask) > 0 if brain_mask is not None else foreground_mask(ref, protocol.foreground_fraction)
+    error = np.abs(normalise(ref, brain, protocol) - normalise(pred, brain, protocol)) * brain
+    return array_to_image(error.astype(np.float32), reference)
+
+
 def evaluate_files(
     reference: str | os.PathLike,
     prediction: str | os.PathLike,

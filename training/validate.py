@@ -77,15 +77,12 @@ def validate_bundle(bundle_path: Path, seeds=VALIDATION_SEEDS, tasks=TASKS, samp
 
 
 def _spearman_error_vs_std(truth, result, mask) -> float:
-    """Spearman correlation (brain voxels) between the uncertainty and the absolute error, normalised units."""
+    """Spearman correlation (brain voxels) between the uncertainty and the absolute error (protocol units)."""
+    from MRSynthLib.evaluation import absolute_error_image
     from MRSynthLib.imageio import image_to_array
-    from MRSynthLib.normalization import NormalizationSpec, normalize
 
     brain = image_to_array(mask) > 0
-    spec = NormalizationSpec(clip=(0.0, 1.0))
-    a, _ = normalize(image_to_array(truth), brain, spec)
-    b, _ = normalize(image_to_array(result.synthetic), brain, spec)
-    error = np.abs(a - b)[brain]
+    error = image_to_array(absolute_error_image(truth, result.synthetic, mask))[brain]
     std = image_to_array(result.uncertainty)[brain]
     ranks = [np.argsort(np.argsort(v)).astype(np.float64) for v in (error, std)]
     return float(np.corrcoef(ranks[0], ranks[1])[0, 1])
