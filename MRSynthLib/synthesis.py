@@ -107,7 +107,13 @@ def common_grid(images: dict[str, sitk.Image], paths: dict[str, Path], register:
         transform = None
         if register is not False:
             progress(f"register {name}", 0.0)
-            transform = register_rigid(reference, image)
+            try:
+                transform = register_rigid(reference, image)
+            except (InputImageError, RuntimeError):
+                raise InputImageError(
+                    f"Input {name} ({paths[name]}) could not be registered to {names[0]} ({paths[names[0]]}): their "
+                    f"fields of view do not overlap; check both are of the same patient, or pass --no-register."
+                ) from None
         resampled = resample_onto(image, reference, transform)
         if not np.any(image_to_array(resampled) > 0.05 * float(np.percentile(image_to_array(image), 99))):
             raise InputImageError(

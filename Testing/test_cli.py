@@ -137,3 +137,18 @@ def test_real_subprocess_has_no_traceback(case, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "does not exist" in result.stderr
+
+
+def test_inputs_that_do_not_overlap_are_one_clear_error(case, tmp_path, capsys):
+    """Without registration, a field of view 5 m away is an error (registration would centre it first)."""
+    root, folder, bundle = case
+    far = read_image(folder / "t2.nii.gz")
+    far.SetOrigin((5000.0, 5000.0, 5000.0))
+    far.SetSpacing((4.0, 4.0, 4.0))
+    far_path = tmp_path / "far.nrrd"
+    sitk.WriteImage(far, str(far_path))
+    assert run("synthesize", "--input", f"t1={folder / 't1.nii.gz'}", "--input", f"t2={far_path}", "--target",
+               "flair", "--output", tmp_path / "o.nii.gz", "--model", bundle, "--progress", "none", "--no-register") == 2
+    err = capsys.readouterr().err
+    assert "far.nrrd" in err and "overlap" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.nii.gz").exists()
