@@ -150,10 +150,7 @@ def cmd_phantom(args) -> int:
 
     config = PhantomConfig(size=tuple(args.size), spacing=tuple(args.spacing), seed=args.seed,
                            field_strength=args.field_strength, tumour=not args.no_tumour, ms_lesions=args.ms_lesions)
-    try:
-        folder = write_phantom_case(generate_phantom(config), args.output_dir, overwrite=args.overwrite)
-    except FileExistsError as error:
-        raise MRSynthError(f"{error} Pass --overwrite to replace it.") from None
+    folder = write_phantom_case(generate_phantom(config), args.output_dir, overwrite=args.overwrite)  # OutputError if it exists
     print(f"phantom case written to {folder}")
     return 0
 

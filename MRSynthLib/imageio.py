@@ -59,6 +59,8 @@ def read_image(path: str | os.PathLike, role: str = "input") -> sitk.Image:
     if p.stat().st_size == 0:
         raise InputImageError(f"{role} file {p} is empty (0 bytes): re-export or re-copy it.")
     if p.name.lower().endswith(".gz"):
+        # Decompress once up front: ITK reads a truncated .nii.gz without error (missing voxels silently
+        # become zeros), so the archive's integrity has to be checked here, at the cost of a second read.
         try:
             with gzip.open(p, "rb") as stream:
                 while stream.read(1 << 20):

@@ -188,9 +188,9 @@ def synthesize(
     space = to_model_space(gridded, bundle.card.preprocessing)
     lap("preprocess")
 
-    from MRSynthLib.torch_backend import TorchSynthesizer
+    from MRSynthLib.torch_backend import load_synthesizer
 
-    synthesizer = TorchSynthesizer(bundle, device)
+    synthesizer = load_synthesizer(bundle, device)
     prediction = synthesizer.predict(space.arrays, target, samples=samples, seed=seed, progress=report)
     lap("model")
 

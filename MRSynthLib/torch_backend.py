@@ -45,6 +45,21 @@ class Prediction:
     contributions: dict[str, np.ndarray]
 
 
+_LOADED: dict[tuple[str, str, str], TorchSynthesizer] = {}
+
+
+def load_synthesizer(bundle: Bundle, device: str = "auto") -> TorchSynthesizer:
+    """The bundle's networks, built and loaded once per process (batch runs reuse them for every case).
+
+    Keyed on the bundle folder, its card digest (which pins every weight file) and the device.
+    """
+    key = (str(bundle.path.resolve()), bundle.sha256, device)
+    if key not in _LOADED:
+        _LOADED.clear()  # keep one model in memory at a time
+        _LOADED[key] = TorchSynthesizer(bundle, device)
+    return _LOADED[key]
+
+
 class TorchSynthesizer:
     """The bundle's autoencoder + fusion translator, ready for inference."""
 

@@ -138,3 +138,11 @@ def test_bad_output_suffix_and_unwritable_folder(tmp_path):
             write_image(make_image(blob_array()), locked / "out.nii.gz")
     finally:
         locked.chmod(0o700)
+
+
+def test_truncated_nifti_is_refused_not_zero_filled(tmp_path):
+    whole = write_image(make_image(blob_array((40, 48, 56))), tmp_path / "whole.nii.gz")
+    data = whole.read_bytes()
+    cut = _file(tmp_path, "cut.nii.gz", data[: len(data) // 2])
+    with pytest.raises(InputImageError, match="damaged gzip"):
+        load_input(cut, "input t2")
