@@ -15,9 +15,18 @@ from MRSynthLib import __version__
 from MRSynthLib.errors import MRSynthError
 
 
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="auto: onnxruntime on the CPU when the bundle has ONNX graphs, else torch")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the networks (0 = library default)")
+    p.add_argument("--window", type=int, default=None,
+                   help="sliding-window edge in model voxels (default: automatic; 0 = whole volume at once)")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="bundle name (see `mrsynth models`) or folder; default: the built-in default")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_backend_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic passes (default 0)")
     p.add_argument("--samples", type=int, default=1, help="1 = deterministic; N >= 2 adds an uncertainty map from N passes")
     p.add_argument("--no-register", action="store_true", help="only resample inputs onto the reference grid, never register")
@@ -68,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", default=[], dest="models", help="bundle name or folder (repeat)")
     p.add_argument("--output-dir", required=True, type=Path)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_backend_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
 
@@ -88,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None)
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_backend_args(p)
     p.add_argument("--real-data", type=Path, default=None, help="shared/data/cases folder (default: ../shared/data/cases if present)")
     p.add_argument("--overwrite", action="store_true")
     return parser
@@ -105,7 +116,8 @@ def cmd_synthesize(args) -> int:
     plan = plan_outputs(args.output, args.uncertainty, args.contributions_dir, list(inputs), args.overwrite)
     progress = Progress(args.progress)
     result = synthesize(inputs, args.target, model=args.model, samples=samples, seed=args.seed,
-                        device=args.device, register=False if args.no_register else None, progress=progress)
+                        device=args.device, backend=args.backend, threads=args.threads, window=args.window,
+                        register=False if args.no_register else None, progress=progress)
     progress("write", 0.0)
     written = write_result(result, plan, overwrite=args.overwrite)
     progress.done(outputs=[str(p) for p in written], timings=result.timings)

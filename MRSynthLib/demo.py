@@ -24,7 +24,7 @@ def default_real_data() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data" / "cases"
 
 
-def _run_case(name: str, inputs: dict[str, Path], truth: Path, folder: Path, bundle, samples: int, device: str,
+def _run_case(name: str, inputs: dict[str, Path], truth: Path, folder: Path, bundle, samples: int, engine_options: dict,
               brain_mask: Path | None, labels: Path | None, progress) -> tuple[dict, list]:
     from MRSynthLib.evaluation import absolute_error_image
     from MRSynthLib.imageio import load_input, read_image
@@ -34,7 +34,7 @@ def _run_case(name: str, inputs: dict[str, Path], truth: Path, folder: Path, bun
 
     plan = plan_outputs(folder / f"{DEMO_TARGET}_synthetic.nii.gz", folder / f"{DEMO_TARGET}_uncertainty.nii.gz",
                         folder / "contributions", list(inputs), overwrite=True)
-    result = synthesize(inputs, DEMO_TARGET, model=bundle, samples=samples, seed=0, device=device, progress=progress)
+    result = synthesize(inputs, DEMO_TARGET, model=bundle, samples=samples, seed=0, progress=progress, **engine_options)
     write_result(result, plan, overwrite=True)
     reference = load_input(truth, f"true {DEMO_TARGET}")
     mask = read_image(brain_mask, "brain mask") if brain_mask else None
@@ -62,6 +62,8 @@ def run_demo(args) -> int:
         raise OutputError(f"Demo folder {out} already has results: pass --overwrite or choose another --output-dir.")
     bundle = resolve_model(args.model)
     progress = Progress("bar")
+    engine_options = {"device": args.device, "backend": getattr(args, "backend", "auto"),
+                      "threads": getattr(args, "threads", 0), "window": getattr(args, "window", None)}
     print(f"MRSynth demo with model {bundle.card.short_description}: {DEMO_TARGET} from {', '.join(DEMO_INPUTS)}")
 
     progress("phantom case", 0.0)
@@ -73,7 +75,7 @@ def run_demo(args) -> int:
     write_phantom_case(phantom, case_dir, overwrite=True)
     inputs = {c: case_dir / f"{c}.nii.gz" for c in DEMO_INPUTS}
     report, rows = _run_case("phantom (seed 7, held out)", inputs, case_dir / f"{DEMO_TARGET}.nii.gz",
-                             out / "phantom", bundle, args.samples, args.device,
+                             out / "phantom", bundle, args.samples, engine_options,
                              case_dir / "brainmask.nii.gz", case_dir / "labels.nii.gz", progress)
     reports = {"phantom": report}
 
@@ -83,7 +85,7 @@ def run_demo(args) -> int:
         progress(f"real case {REAL_CASE}", 0.0)
         real_inputs = {c: real_case / f"{c}.nii.gz" for c in DEMO_INPUTS}
         real_report, real_rows = _run_case(REAL_CASE, real_inputs, real_case / f"{DEMO_TARGET}.nii.gz", out / REAL_CASE,
-                                           bundle, args.samples, args.device, None, None, progress)
+                                           bundle, args.samples, engine_options, None, None, progress)
         reports[REAL_CASE] = real_report
         rows += real_rows
     else:

@@ -141,6 +141,29 @@ def _contributions_on_reference(space, weights: dict[str, np.ndarray], mask: np.
     return out
 
 
+class _StageClock:
+    """Progress callback that also adds up wall time per model stage (encode, translate, decode, uncertainty)."""
+
+    def __init__(self, report) -> None:
+        self.report = report
+        self.stage: str | None = None
+        self.started = time.perf_counter()
+        self.sums: dict[str, float] = {}
+
+    def __call__(self, stage: str, fraction: float = 0.0) -> None:
+        now = time.perf_counter()
+        if self.stage is not None:
+            self.sums[self.stage] = self.sums.get(self.stage, 0.0) + now - self.started
+        self.stage, self.started = stage, now
+        self.report(stage, fraction)
+
+    def totals(self) -> dict[str, float]:
+        if self.stage is not None:
+            self.sums[self.stage] = self.sums.get(self.stage, 0.0) + time.perf_counter() - self.started
+            self.stage = None
+        return {stage: round(seconds, 4) for stage, seconds in self.sums.items()}
+
+
 def synthesize(
     inputs: dict[str, str | os.PathLike],
     target: str,
@@ -149,6 +172,9 @@ def synthesize(
     samples: int = 1,
     seed: int = 0,
     device: str = "auto",
+    backend: str = "auto",
+    threads: int = 0,
+    window: int | None = None,
     register: bool | None = None,
     progress=None,
 ) -> SynthesisResult:
@@ -156,6 +182,9 @@ def synthesize(
 
     Args:
         samples: 1 for the deterministic synthesis only; N >= 2 also computes the uncertainty map.
+        backend: ``auto`` (onnxruntime on the CPU when the bundle has ONNX graphs, else torch), ``torch``, ``onnx``.
+        threads: CPU threads for the networks (0 = library default).
+        window: sliding-window edge in model-space voxels (None = automatic, 0 = whole volume).
         register: None = register inputs whose grid differs from the reference; False = only resample.
         progress: optional ``progress(stage, fraction)`` callable (see :class:`MRSynthLib.progress.Progress`).
 
@@ -188,11 +217,17 @@ def synthesize(
     space = to_model_space(gridded, bundle.card.preprocessing)
     lap("preprocess")
 
-    from MRSynthLib.torch_backend import load_synthesizer
+    from MRSynthLib.backends import load_engine
+    from MRSynthLib.inference import predict
 
-    synthesizer = load_synthesizer(bundle, device)
-    prediction = synthesizer.predict(space.arrays, target, samples=samples, seed=seed, progress=report)
+    engine = load_engine(bundle, backend, device, threads)
+    lap("load_model")
+    stage_clock = _StageClock(report)
+    prediction = predict(engine, space.arrays, target, samples=samples, seed=seed, window=window,
+                         progress=stage_clock)
     lap("model")
+    timings.pop("model")
+    timings.update(stage_clock.totals())
 
     report("postprocess", 0.0)
     mask = space.mask.astype(np.float32)
@@ -211,8 +246,10 @@ def synthesize(
         "reference_grid": grid_of(images[next(iter(paths))]),
         "bundle": bundle.provenance(),
         "method": bundle.card.method,
-        "device": str(synthesizer.device),
-        "backend": "torch",
+        "device": engine.device,
+        "backend": engine.backend,
+        "threads": threads or None,
+        "windows": prediction.windows,
         "seed": seed,
         "samples": samples,
         "uncertainty": bundle.card.uncertainty if samples > 1 else None,
@@ -223,4 +260,5 @@ def synthesize(
         "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    provenance["timings_s"] = timings
     return SynthesisResult(synthetic, uncertainty, contributions, provenance, timings)

@@ -72,11 +72,38 @@ class FusionTranslator(nn.Module):
         self.dropout = nn.Dropout3d(config.dropout) if d == 3 else nn.Dropout2d(config.dropout)
         self.head = Convolution(d, h, config.latent_channels, kernel_size=1, conv_only=True)
 
-    def _film(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        one_hot = F.one_hot(target, len(self.config.contrasts)).to(features.dtype)
-        scale, shift = self.target_embedding(one_hot).chunk(2, dim=1)
+    def _film(self, features: torch.Tensor, target_onehot: torch.Tensor) -> torch.Tensor:
+        """Target-conditioned affine: features ``(N, H, *s)``, one-hot ``(N, M)``."""
+        scale, shift = self.target_embedding(target_onehot.to(features.dtype)).chunk(2, dim=1)
         view = scale.shape + (1,) * (features.ndim - 2)
         return features * (1 + scale.view(view)) + shift.view(view)
+
+    def fuse_active(
+        self, latents: torch.Tensor, slot_codes: torch.Tensor, target_onehot: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fusion over the K slots that are given (the graph exported to ONNX; K may vary per call).
+
+        Args:
+            latents: ``(B, K, L, *s)`` codes of the given slots;
+            slot_codes: ``(K, M)`` one-hot slot identity of each;
+            target_onehot: ``(B, M)`` one-hot target contrast;
+            mask: ``(B, K)`` 1.0 where that slot is available in that batch element.
+        Returns:
+            hidden ``(B, H, *s)`` and weights ``(B, K, *s)`` summing to 1 over available slots.
+        """
+        b, k = latents.shape[0], latents.shape[1]
+        spatial = latents.shape[3:]
+        ones = (1,) * len(spatial)
+        codes = slot_codes.to(latents.dtype).view(1, k, -1, *ones).expand(b, k, slot_codes.shape[1], *spatial)
+        x = torch.cat([latents, codes], dim=2).flatten(0, 1)  # (B*K, L+M, *s)
+        features = self.input_encoder(x)  # (B*K, H, *s)
+        conditioned = self._film(features, target_onehot.repeat_interleave(k, dim=0))
+        gates = torch.sigmoid(self.gate(conditioned)).view(b, k, *spatial)
+        weights = gates * mask.to(gates.dtype).view(b, k, *ones)
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        fused = (features.view(b, k, -1, *spatial) * weights.unsqueeze(2)).sum(dim=1)
+        fused = self._film(fused, target_onehot)
+        return self.body(fused) + fused, weights
 
     def fuse(
         self, latents: torch.Tensor, available: torch.Tensor, target: torch.Tensor
@@ -87,27 +114,25 @@ class FusionTranslator(nn.Module):
         and cost nothing).
         """
         b, m = latents.shape[:2]
-        spatial = latents.shape[3:]
         active = torch.nonzero(available.sum(dim=0) > 0).flatten()
-        k = int(active.numel())
-        slot_code = torch.eye(m, dtype=latents.dtype, device=latents.device)[active]
-        slot_code = slot_code.view(1, k, m, *([1] * len(spatial))).expand(b, k, m, *spatial)
-        x = torch.cat([latents[:, active], slot_code], dim=2).flatten(0, 1)  # (B*K, L+M, *s)
-        features = self.input_encoder(x)  # (B*K, H, *s)
-        conditioned = self._film(features, target.repeat_interleave(k))
-        gates = torch.sigmoid(self.gate(conditioned)).view(b, k, *spatial)
-        mask = available[:, active].view(b, k, *([1] * len(spatial))).to(gates.dtype)
-        active_weights = gates * mask
-        active_weights = active_weights / active_weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
-        fused = (features.view(b, k, -1, *spatial) * active_weights.unsqueeze(2)).sum(dim=1)
-        fused = self._film(fused, target)
-        weights = latents.new_zeros((b, m, *spatial))
+        slot_codes = torch.eye(m, dtype=latents.dtype, device=latents.device)[active]
+        target_onehot = F.one_hot(target, m).to(latents.dtype)
+        hidden, active_weights = self.fuse_active(latents[:, active], slot_codes, target_onehot, available[:, active])
+        weights = latents.new_zeros((b, m) + tuple(latents.shape[3:]))
         weights[:, active] = active_weights
-        return self.body(fused) + fused, weights
+        return hidden, weights
 
-    def head_from(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Stochastic part (dropout when enabled): hidden ``(B, H, *s)`` → latent ``(B, L, *s)`` in ``(-1, 1)``."""
-        return torch.tanh(self.head(self.dropout(hidden)))
+    def head_from(self, hidden: torch.Tensor, channel_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden ``(B, H, *s)`` → latent ``(B, L, *s)`` in ``(-1, 1)``.
+
+        ``channel_scale`` ``(B, H)``: an explicit channel-dropout mask (0 or 1/(1-p)) for reproducible
+        stochastic passes on any backend; None applies ``self.dropout`` (stochastic only in train mode).
+        """
+        if channel_scale is None:
+            hidden = self.dropout(hidden)
+        else:
+            hidden = hidden * channel_scale.to(hidden.dtype).view(channel_scale.shape + (1,) * (hidden.ndim - 2))
+        return torch.tanh(self.head(hidden))
 
     def forward(
         self, latents: torch.Tensor, available: torch.Tensor, target: torch.Tensor

@@ -1,0 +1,95 @@
+"""onnxruntime backend: runs a bundle's exported ONNX graphs on the CPU; needs neither torch nor MONAI.
+
+The card's ``networks.onnx`` entry (written by ``mrsynth-train export-onnx``) names the four graphs
+(encoder, translator_fuse, translator_head, decoder) and the numbers the driver needs; every graph
+file is pinned by sha256 in the card's ``weights`` like the safetensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from MRSynthLib.bundle import Bundle
+from MRSynthLib.errors import BundleError, MRSynthError
+
+GRAPHS = ("encoder", "translator_fuse", "translator_head", "decoder")
+
+_LOADED: dict[tuple[str, str, int], OnnxEngine] = {}
+
+
+def has_onnx_parts(bundle: Bundle) -> bool:
+    """True when the card lists every ONNX graph this backend needs."""
+    meta = bundle.card.networks.get("onnx")
+    return isinstance(meta, dict) and all(name in meta.get("graphs", {}) for name in GRAPHS)
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_engine(bundle: Bundle, threads: int = 0) -> OnnxEngine:
+    """The bundle's ONNX sessions, created once per process and thread count."""
+    key = (str(bundle.path.resolve()), bundle.sha256, threads)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = OnnxEngine(bundle, threads)
+    return _LOADED[key]
+
+
+class OnnxEngine:
+    """Implements :class:`MRSynthLib.inference.Engine` with onnxruntime sessions (CPU)."""
+
+    backend = "onnx"
+    device = "cpu"
+
+    def __init__(self, bundle: Bundle, threads: int = 0) -> None:
+        if not has_onnx_parts(bundle):
+            raise BundleError(
+                f"Bundle {bundle.path} has no ONNX graphs: use --backend torch, or add them with "
+                f"`mrsynth-train export-onnx {bundle.path}`."
+            )
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MRSynthError("--backend onnx needs onnxruntime: pip install onnxruntime (or use --backend torch).") from None
+        meta = bundle.card.networks["onnx"]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads > 0:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.sessions = {}
+        for name in GRAPHS:
+            path = bundle.weight_path(meta["graphs"][name])
+            try:
+                self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as error:  # onnxruntime raises its own exception types
+                raise BundleError(f"ONNX graph {path} cannot be loaded ({str(error).splitlines()[0]}): re-export it.") from None
+        self.bundle = bundle
+        self.slots = tuple(meta["slots"])
+        self.downsampling = int(meta["downsampling"])
+        self.hidden_channels = int(meta["hidden_channels"])
+        self.dropout = float(meta["dropout"])
+
+    def _run(self, graph: str, **inputs: np.ndarray) -> list[np.ndarray]:
+        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
+        return self.sessions[graph].run(None, feeds)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self._run("encoder", image=images)[0]
+
+    def fuse(self, latents, slot_codes, target_onehot, mask):
+        hidden, weights = self._run("translator_fuse", latents=latents, slot_codes=slot_codes,
+                                    target_onehot=target_onehot, mask=mask)
+        return hidden, weights
+
+    def head(self, hidden: np.ndarray, channel_scale: np.ndarray) -> np.ndarray:
+        return self._run("translator_head", hidden=hidden, channel_scale=channel_scale)[0]
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        return self._run("decoder", latents=latents)[0]
