@@ -42,6 +42,7 @@ class OptimConfig:
     checkpoint_every: int = 200
     ssim_weight: float = 0.2
     latent_weight: float = 1.0
+    corrupt_probability: float = 0.0  # stage 2: chance that one of >=2 inputs is replaced by noise (teaches the gates)
 
 
 @dataclass(frozen=True)

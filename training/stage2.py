@@ -38,6 +38,20 @@ def encode_volumes(autoencoder: FSQAutoencoder, volumes: list[Volume], slots: tu
     return cached
 
 
+@torch.no_grad()
+def encode_noise(autoencoder: FSQAutoencoder, volumes: list[Volume], seed: int) -> list[torch.Tensor]:
+    """Per volume: ``(L, *s)`` codes of a corrupted input — uniform noise inside the head, of the volume's shape.
+
+    Used to replace one input now and then (``corrupt_probability``), so the gates learn to give a
+    broken or unrelated input little weight (the contribution maps then flag it)."""
+    rng = np.random.default_rng(seed)
+    cached = []
+    for volume in volumes:
+        noise = (rng.random(volume.mask.shape, dtype=np.float32) * volume.mask).astype(np.float32)
+        cached.append(autoencoder.encode(torch.from_numpy(noise)[None, None])[0])
+    return cached
+
+
 def random_subset(rng: np.random.Generator, present: list[int]) -> tuple[int, list[int]]:
     """A random target among ``present`` slots and a random non-empty subset of the rest."""
     target = int(rng.choice(present))
@@ -48,8 +62,11 @@ def random_subset(rng: np.random.Generator, present: list[int]) -> tuple[int, li
     return target, chosen
 
 
-def sample_batch(volumes, latents, config: TrainConfig, rng, slots):
-    """Latent patches ``(B, M, L, *s)``, availability ``(B, M)``, targets ``(B,)``, target codes and image patches."""
+def sample_batch(volumes, latents, config: TrainConfig, rng, slots, noise_latents=None):
+    """Latent patches ``(B, M, L, *s)``, availability ``(B, M)``, targets ``(B,)``, target codes and image patches.
+
+    With ``noise_latents`` and ``config.stage2.corrupt_probability`` > 0, one of two or more inputs is
+    replaced by the codes of a noise volume with that probability."""
     ds = config.autoencoder.downsampling
     out_latents, out_available, out_target, out_codes, out_images = [], [], [], [], []
     for _ in range(config.stage2.batch_size):
@@ -63,6 +80,10 @@ def sample_batch(volumes, latents, config: TrainConfig, rng, slots):
         available[inputs] = 1.0
         patch = codes[(slice(None), slice(None)) + lwindow].clone()
         patch[available == 0] = 0.0
+        corrupt = config.stage2.corrupt_probability
+        if noise_latents is not None and corrupt > 0 and len(inputs) >= 2 and rng.random() < corrupt:
+            victim = int(rng.choice(inputs))
+            patch[victim] = noise_latents[index][(slice(None),) + lwindow]
         out_latents.append(patch)
         out_available.append(available)
         out_target.append(target)
@@ -106,6 +127,7 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
     slots = config.translator.contrasts
     train_latents = encode_volumes(autoencoder, train, slots)
     val_latents = encode_volumes(autoencoder, val, slots)
+    noise_latents = encode_noise(autoencoder, train, config.seed + 2) if config.stage2.corrupt_probability > 0 else None
     translator = FusionTranslator(config.translator)
     optimizer = torch.optim.AdamW(translator.parameters(), lr=config.stage2.lr, weight_decay=config.stage2.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.stage2.steps, 1))
@@ -122,7 +144,7 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
     bar = tqdm(range(start, config.stage2.steps), desc="stage2 translator", disable=not progress, initial=start,
                total=config.stage2.steps)
     for step in bar:
-        latents, available, target, target_codes, target_images = sample_batch(train, train_latents, config, rng, slots)
+        latents, available, target, target_codes, target_images = sample_batch(train, train_latents, config, rng, slots, noise_latents)
         prediction, _ = translator(latents, available, target)
         latent_l1 = F.l1_loss(prediction, target_codes)
         decoded = autoencoder.decode(prediction)
