@@ -6,7 +6,8 @@ Forward (``to_model_space``), for images already on one common grid (the referen
 2. resample to the bundle's spacing (skipped when the spacing already matches);
 3. foreground mask from all inputs; crop to its bounding box plus a margin;
 4. zero-pad so every axis is a multiple of the network's downsampling factor;
-5. per-contrast robust intensity normalisation (:mod:`MRSynthLib.normalization`).
+5. optionally N4 bias-field correction inside the head (:mod:`MRSynthLib.bias`, ``bias_correction: n4``);
+6. per-contrast robust intensity normalisation (:mod:`MRSynthLib.normalization`).
 
 Inverse (``ModelSpace.to_reference``) undoes 4 → 1 and lands on the reference grid exactly
 (same size, spacing, origin and direction); voxels outside the foreground are 0.
@@ -37,6 +38,11 @@ class PreprocessSpec:
     margin_mm: float = 6.0
     foreground_fraction: float = 0.05
     normalization: NormalizationSpec = field(default_factory=NormalizationSpec)
+    bias_correction: str = "none"  # "n4": N4 bias-field correction of every input inside the head (MRSynthLib.bias)
+
+    def __post_init__(self) -> None:
+        if self.bias_correction not in ("none", "n4"):
+            raise ValueError(f"bias_correction must be 'none' or 'n4', not {self.bias_correction!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessSpec:
@@ -197,7 +203,12 @@ def to_model_space(images: dict[str, sitk.Image], spec: PreprocessSpec) -> Model
     cropped_mask = np.pad(mask[crop], pad)
     arrays, ranges = {}, {}
     for name, array in raw.items():
-        scaled, ranges[name] = normalize(array[crop], mask[crop], spec.normalization)
+        region = array[crop]
+        if spec.bias_correction == "n4":
+            from MRSynthLib.bias import n4_correct
+
+            region = n4_correct(region, mask[crop], spec.spacing)
+        scaled, ranges[name] = normalize(region, mask[crop], spec.normalization)
         scaled = np.pad(scaled, pad)
         scaled[~cropped_mask] = 0.0
         arrays[name] = scaled
