@@ -1,0 +1,113 @@
+"""Run one benchmark configuration in this (fresh) process and write its measurements as JSON.
+
+    python -m benchmarks.worker '<RunSpec as JSON>' RESULT.json
+
+What it does is what ``mrsynth synthesize`` does: plan the outputs, :func:`MRSynthLib.synthesis.synthesize`,
+:func:`MRSynthLib.outputs.write_result` (synthetic, plus the uncertainty map with more than one sample).
+The engine the pipeline loads is wrapped so that every network call's input shapes and wall time are
+recorded (for the FLOP counts); the pipeline itself is unchanged. Thread counts are fixed through the
+environment by the parent (``benchmarks.run``) before this interpreter starts.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+IMPORT_START = time.perf_counter()
+
+GRAPH_OF_METHOD = {"encode": "encoder", "fuse": "translator_fuse", "head": "translator_head", "decode": "decoder"}
+INPUT_NAMES = {
+    "encoder": ("image",),
+    "translator_fuse": ("latents", "slot_codes", "target_onehot", "mask"),
+    "translator_head": ("hidden", "channel_scale"),
+    "decoder": ("latents",),
+}
+
+
+class CallLog:
+    """Network calls of one run: ``(graph, {input: shape}, seconds)``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, list[int]], float]] = []
+        self.instrumented: set[int] = set()
+
+    def instrument(self, engine) -> None:
+        """Shadow the engine's four methods with timed, shape-recording wrappers (once per engine)."""
+        if id(engine) in self.instrumented:
+            return
+        self.instrumented.add(id(engine))
+        for method, graph in GRAPH_OF_METHOD.items():
+            setattr(engine, method, self._wrap(getattr(engine, method), graph))
+
+    def _wrap(self, call, graph: str):
+        def timed(*arrays):
+            start = time.perf_counter()
+            out = call(*arrays)
+            shapes = {name: list(a.shape) for name, a in zip(INPUT_NAMES[graph], arrays)}
+            self.calls.append((graph, shapes, time.perf_counter() - start))
+            return out
+
+        return timed
+
+
+def run(spec: dict) -> dict:
+    import MRSynthLib.backends as backends
+    from MRSynthLib.outputs import plan_outputs, write_result
+    from MRSynthLib.synthesis import synthesize
+
+    log = CallLog()
+    original_load_engine = backends.load_engine
+
+    def load_engine(*args, **kwargs):
+        engine = original_load_engine(*args, **kwargs)
+        log.instrument(engine)
+        return engine
+
+    backends.load_engine = load_engine  # synthesize() imports it from the module at call time
+    imported = time.perf_counter()
+
+    out = Path(spec["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    samples = int(spec["samples"])
+    start = time.perf_counter()
+    plan = plan_outputs(out / "synthetic.nii.gz", out / "uncertainty.nii.gz" if samples > 1 else None, None,
+                        list(spec["inputs"]), overwrite=True)
+    result = synthesize(spec["inputs"], spec["target"], model=spec["model"], samples=samples, seed=0,
+                        device="cpu", backend=spec["backend"], threads=int(spec["threads"]),
+                        window=spec.get("window"))
+    written_at = time.perf_counter()
+    written = write_result(result, plan, overwrite=True)
+    end = time.perf_counter()
+
+    timings = dict(result.timings)
+    timings["write"] = end - written_at
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "spec": spec,
+        "timings_s": timings,
+        "end_to_end_s": end - start,
+        "imports_s": imported - IMPORT_START,
+        "backend": result.provenance["backend"],
+        "windows": result.provenance["windows"],
+        "model_shape_zyx": result.provenance["model_space"]["model_shape_zyx"],
+        "alignment": {name: record["role"] for name, record in result.provenance["alignment"].items()},
+        "calls": log.calls,
+        "self_peak_rss_mib": usage.ru_maxrss / 1024,
+        "written_bytes": sum(p.stat().st_size for p in written),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    spec = json.loads(args[0])
+    record = run(spec)
+    Path(args[1]).write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
