@@ -28,5 +28,10 @@ train-default: $(STAMP)
 	$(VENV)/bin/mrsynth-train all --config phantom-demo --run-dir runs/phantom-demo --output Resources/Models/mrsynth-phantom-fsq --overwrite
 	$(PY) -m training.validate Resources/Models/mrsynth-phantom-fsq --write-card --markdown docs/model-validation.md
 
+# Measure the pipeline on this machine (~15 min on 2 cores) and regenerate docs/PERFORMANCE.md;
+# `$(PY) -m benchmarks.run --quick` is the same on tiny volumes (seconds).
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
 clean:
 	rm -rf outputs runs .pytest_cache
