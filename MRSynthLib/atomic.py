@@ -59,6 +59,9 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> None:
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        blocker = "it is a file" if probe == folder else f"{probe} is a file"
+        raise OutputError(f"Output folder {folder} cannot be created because {blocker}: choose another folder.")
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"Output folder {folder} is not writable: choose a folder you can write to.")
 

@@ -135,7 +135,10 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     for file_name, expected in card.weights.items():
         file_path = (folder / file_name).resolve()
         if root not in file_path.parents:
-            raise BundleError(f"Model card {card_path} names weight file {file_name!r} outside the bundle folder: refusing it.")
+            raise BundleError(
+                f"Model card {card_path} names weight file {file_name!r} outside the bundle folder: refusing it; "
+                f"use a bundle exported by mrsynth-train."
+            )
         if file_path.suffix not in (".safetensors", ".onnx"):
             raise BundleError(f"Weight file {file_name} in {folder} is not .safetensors or .onnx: pickled weights are refused.")
         if not file_path.is_file():

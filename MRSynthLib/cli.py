@@ -7,8 +7,11 @@ heavy imports happen inside the commands so ``mrsynth --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from MRSynthLib import __version__
@@ -209,10 +212,28 @@ COMMANDS = {"synthesize": cmd_synthesize, "batch": cmd_batch, "evaluate": cmd_ev
             "models": cmd_models, "phantom": cmd_phantom, "demo": cmd_demo}
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, batch schedulers, ``docker stop``) unwinds like Ctrl-C, so temp files are removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with _sigterm_as_interrupt():
+            return COMMANDS[args.command](args)
     except MRSynthError as error:
         if getattr(args, "progress", None) == "jsonl":
             from MRSynthLib.progress import Progress

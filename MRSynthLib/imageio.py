@@ -9,8 +9,15 @@ Conventions used everywhere in MRSynthLib:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import math
 import os
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,12 +32,28 @@ if TYPE_CHECKING:  # pragma: no cover
 WRITABLE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha")
 READABLE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 HEADER_DESCRIPTION_LIMIT = 80  # NIfTI-1 ``descrip`` holds 80 bytes
+MAX_EXTENT_MM = 2000.0
+MAX_VOLUME_LITRES = 500.0
+"""A field of view larger than a whole body means a wrong spacing in the header (and would exhaust memory)."""
+_NIFTI_HEADER_BYTES = 540  # NIfTI-2 header; NIfTI-1 uses the first 348
 
 
 def _sitk():
     import SimpleITK as sitk
 
     return sitk
+
+
+@contextlib.contextmanager
+def _quiet_itk() -> Iterator[None]:
+    """Silence ITK's warnings (printed straight to stderr) while reading: failures become one sentence."""
+    sitk = _sitk()
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def image_suffix(path: str | os.PathLike) -> str:
@@ -58,43 +81,115 @@ def read_image(path: str | os.PathLike, role: str = "input") -> sitk.Image:
         return _read_dicom_series(p, role)
     if p.stat().st_size == 0:
         raise InputImageError(f"{role} file {p} is empty (0 bytes): re-export or re-copy it.")
-    if p.name.lower().endswith(".gz"):
-        # Decompress once up front: ITK reads a truncated .nii.gz without error (missing voxels silently
-        # become zeros), so the archive's integrity has to be checked here, at the cost of a second read.
-        try:
-            with gzip.open(p, "rb") as stream:
-                while stream.read(1 << 20):
-                    pass
-        except (OSError, EOFError) as error:
-            raise InputImageError(
-                f"{role} file {p} is a damaged gzip archive ({error}): re-export or re-copy it."
-            ) from None
+    _check_file_bytes(p, role)
     try:
-        return sitk.ReadImage(str(p))
-    except RuntimeError:
+        with _quiet_itk():
+            return sitk.ReadImage(str(p))
+    except RuntimeError as error:
+        if re.search(r"Zero-valued spacing|spacing \(0\) invalid", str(error)):
+            raise InputImageError(
+                f"{role} file {p} declares a voxel spacing of 0 mm in its header: fix the spacing in the header."
+            ) from None
         raise InputImageError(
-            f"{role} file {p} could not be read as an image: use NIfTI (.nii/.nii.gz), NRRD, MetaImage (.mha) "
-            f"or a DICOM series folder."
+            f"{role} file {p} could not be read as an image (damaged, truncated or another format): use NIfTI "
+            f"(.nii/.nii.gz), NRRD, MetaImage (.mha) or a DICOM series folder."
         ) from None
+
+
+@dataclass(frozen=True)
+class _NiftiLayout:
+    """Where a single-file NIfTI-1/-2 image keeps its voxels (byte offsets) and, for float voxels, their dtype."""
+
+    data_start: int
+    data_end: int
+    float_dtype: np.dtype | None
+
+
+_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 / float64
+
+
+def _nifti_layout(header: bytes) -> _NiftiLayout | None:
+    """Parse the voxel layout from a NIfTI-1/-2 header (None when ``header`` is not a single-file NIfTI)."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack_from(order + "i", header)[0] == 348 and header[344:347] == b"n+1":
+            datatype, bitpix = struct.unpack_from(order + "2h", header, 70)
+            dims = struct.unpack_from(order + "8h", header, 40)
+            offset = struct.unpack_from(order + "f", header, 108)[0]
+            break
+        if len(header) >= 540 and struct.unpack_from(order + "i", header)[0] == 540 and header[4:7] == b"n+2":
+            datatype, bitpix = struct.unpack_from(order + "2h", header, 12)
+            dims = struct.unpack_from(order + "8q", header, 16)
+            offset = struct.unpack_from(order + "q", header, 168)[0]
+            break
+    else:
+        return None
+    ndim = dims[0]
+    if not 1 <= ndim <= 7 or bitpix <= 0 or min(dims[1 : ndim + 1]) < 1 or not math.isfinite(offset) or offset < 0:
+        return None
+    start = int(offset)
+    dtype = np.dtype(order + _NIFTI_FLOAT_TYPES[datatype]) if datatype in _NIFTI_FLOAT_TYPES else None
+    return _NiftiLayout(start, start + math.prod(dims[1 : ndim + 1]) * bitpix // 8, dtype)
+
+
+def _check_file_bytes(p: Path, role: str) -> None:
+    """Checks ITK does not make, in one pass over the file's (decompressed) bytes.
+
+    ITK reads a truncated .nii/.nii.gz without error (the missing voxels silently become zeros), and its
+    NIfTI reader replaces NaN and infinite voxels by 0, so for NIfTI files the length and the float voxels
+    are checked here; for .gz files of any format the whole archive is decompressed to check its integrity.
+    """
+    nifti = image_suffix(p) in (".nii", ".nii.gz")
+    if not nifti and not p.name.lower().endswith(".gz"):
+        return
+    try:
+        with (gzip.open(p, "rb") if p.name.lower().endswith(".gz") else open(p, "rb")) as stream:
+            head = stream.read(_NIFTI_HEADER_BYTES)
+            layout = _nifti_layout(head) if nifti else None
+            length, nonfinite, carry, block = 0, 0, b"", head
+            while block:
+                if layout is not None and layout.float_dtype is not None:
+                    low, high = max(layout.data_start - length, 0), min(layout.data_end - length, len(block))
+                    if low < high:
+                        piece = carry + block[low:high]
+                        usable = len(piece) - len(piece) % layout.float_dtype.itemsize
+                        values = np.frombuffer(piece[:usable], layout.float_dtype)
+                        nonfinite += values.size - int(np.count_nonzero(np.isfinite(values)))
+                        carry = piece[usable:]
+                length += len(block)
+                block = stream.read(1 << 20)
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputImageError(f"{role} file {p} is a damaged gzip archive ({error}): re-export or re-copy it.") from None
+    if layout is not None and length < layout.data_end:
+        raise InputImageError(
+            f"{role} file {p} is truncated ({length} of the {layout.data_end} bytes its header declares): "
+            f"re-export or re-copy it."
+        )
+    if nonfinite:
+        raise InputImageError(
+            f"{role} ({p}) contains {nonfinite} NaN or infinite voxels: fix or replace them (e.g. set them to 0) and retry."
+        )
 
 
 def _read_dicom_series(folder: Path, role: str) -> sitk.Image:
     sitk = _sitk()
     try:
-        series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
+        with _quiet_itk():
+            series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
     except RuntimeError:
         series_ids = ()
     if not series_ids:
         raise InputImageError(
             f"{role} path {folder} is a folder without a DICOM series: give an image file or a DICOM series folder."
         )
-    files = max(
-        (sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len
-    )
+    with _quiet_itk():
+        files = max(
+            (sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len
+        )
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
-        return reader.Execute()
+        with _quiet_itk():
+            return reader.Execute()
     except RuntimeError:
         raise InputImageError(f"DICOM series in {folder} ({role}) could not be read: check it is complete.") from None
 
@@ -128,13 +223,26 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "inpu
     spacing = np.asarray(image.GetSpacing(), dtype=float)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0) or np.any(spacing > 100) or np.any(spacing < 1e-3):
         raise InputImageError(
-            f"{where} has voxel spacing {tuple(spacing)} mm: spacing must be positive and between 0.001 and 100 mm; "
-            f"fix the header."
+            f"{where} has voxel spacing ({', '.join(f'{s:g}' for s in spacing)}) mm: spacing must be between "
+            f"0.001 and 100 mm; fix the header."
+        )
+    extent = spacing * np.asarray(size, dtype=float)
+    if np.any(extent > MAX_EXTENT_MM) or np.prod(extent) / 1e6 > MAX_VOLUME_LITRES:
+        raise InputImageError(
+            f"{where} covers {' x '.join(f'{e:g}' for e in extent)} mm, more than a whole body (at most "
+            f"{MAX_EXTENT_MM:g} mm along an axis and {MAX_VOLUME_LITRES:g} litres): the voxel spacing in its header "
+            f"is probably wrong; fix the header."
         )
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     if not np.allclose(direction @ direction.T, np.eye(3), atol=1e-3):
         raise InputImageError(f"{where} has a non-orthogonal direction matrix: resample it to an orthogonal grid first.")
-    image = sitk.Cast(image, sitk.sitkFloat32)
+    try:
+        image = sitk.Cast(image, sitk.sitkFloat32)
+    except RuntimeError:  # complex voxels (raw k-space reconstructions), label maps
+        raise InputImageError(
+            f"{where} has {image.GetPixelIDTypeAsString()} voxels, which are not a real-valued MRI volume: give the "
+            f"magnitude image."
+        ) from None
     array = sitk.GetArrayViewFromImage(image)
     finite = np.isfinite(array)
     if not finite.all():
@@ -143,7 +251,10 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "inpu
             f"{where} contains {bad} NaN or infinite voxels: fix or replace them (e.g. set them to 0) and retry."
         )
     if float(array.max()) == float(array.min()):
-        raise InputImageError(f"{where} is constant (every voxel = {float(array.max()):g}): it holds no image.")
+        raise InputImageError(
+            f"{where} is constant (every voxel = {float(array.max()):g}): it holds no image; check that the right "
+            f"file was exported."
+        )
     return image
 
 
@@ -182,6 +293,8 @@ def grid_of(image: sitk.Image) -> dict:
 def check_output_path(path: str | os.PathLike, role: str = "output") -> Path:
     """Raise :class:`OutputError` unless ``path`` has a writable image suffix."""
     p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{role} {p} is a folder, not a file: give a file path such as {p / 'out.nii.gz'}.")
     if image_suffix(p) not in WRITABLE_SUFFIXES:
         raise OutputError(
             f"{role} {p} has an unsupported extension: use one of {', '.join(WRITABLE_SUFFIXES)}."

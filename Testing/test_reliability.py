@@ -1,0 +1,497 @@
+"""Bad-input corpus through the real ``mrsynth synthesize`` command line.
+
+Every case is one row of :data:`CORPUS`: how the test builds the bad input (in a temporary folder), the exit
+code it must give, and the words its message must contain (the culprit file or argument, and the fix).
+For every failing case the test also checks: exactly one line on stderr, no traceback, and the output
+folder untouched (same files, sizes, modification times and contents). Cases marked ``works`` are inputs
+that look odd but are valid (integer pixel types, a negative spacing that ITK reads as a flipped axis):
+they must synthesize onto the input's grid.
+
+``python Testing/test_reliability.py --markdown`` runs the corpus and prints the table of
+docs/RELIABILITY.md with the message each case returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # script mode (--markdown): conftest, test_bundle
+from conftest import REPO, blob_array, make_image  # noqa: E402
+from test_bundle import random_bundle  # noqa: E402
+
+from MRSynthLib.cli import main  # noqa: E402
+from MRSynthLib.imageio import grid_of, read_image  # noqa: E402
+
+SHAPE = (24, 24, 24)  # (z, y, x)
+SPACING = (5.0, 5.0, 5.0)
+ERROR_PREFIX = "mrsynth synthesize: error: "
+
+
+@dataclasses.dataclass(frozen=True)
+class Workspace:
+    """A good case (t1, t2 on one grid), a random-weight bundle and a folder for bad files."""
+
+    root: Path
+    t1: Path
+    t2: Path
+    bundle: Path
+
+    def bad(self, name: str) -> Path:
+        folder = self.root / "bad"
+        folder.mkdir(exist_ok=True)
+        return folder / name
+
+
+def make_workspace(root: Path) -> Workspace:
+    root.mkdir(parents=True, exist_ok=True)
+    t1, t2 = root / "t1.nii.gz", root / "t2.nii.gz"
+    sitk.WriteImage(make_image(blob_array(SHAPE, seed=0), spacing=SPACING, origin=(-60.0, -60.0, -60.0)), str(t1))
+    sitk.WriteImage(make_image(blob_array(SHAPE, seed=1) * 0.7, spacing=SPACING, origin=(-60.0, -60.0, -60.0)), str(t2))
+    return Workspace(root, t1, t2, random_bundle(root / "bundle"))
+
+
+def synth(ws: Workspace, out: Path, *pairs: str, target="t1ce", model=None, output="syn.nii.gz", extra=()) -> list[str]:
+    """argv of ``mrsynth synthesize`` writing ``out/output``."""
+    argv = ["synthesize"]
+    for pair in pairs:
+        argv += ["--input", pair]
+    return argv + ["--target", target, "--output", str(out / output), "--model", str(model or ws.bundle),
+                   "--progress", "none", *extra]
+
+
+# ---- builders of bad files: each returns the path it wrote -------------------------------------------
+
+
+def _image_file(path: Path, array: np.ndarray, spacing=SPACING, **kw) -> Path:
+    sitk.WriteImage(make_image(array, spacing=spacing, **kw), str(path))
+    return path
+
+
+def _typed(ws: Workspace, dtype) -> Path:
+    array = (blob_array(SHAPE) / 2).astype(dtype)  # 0..~70 fits int8
+    return _image_file(ws.bad(f"t1_{np.dtype(dtype).name}.nii.gz"), array)
+
+
+def _folder(ws: Workspace) -> Path:
+    path = ws.bad("empty-folder")
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _empty(ws: Workspace) -> Path:
+    path = ws.bad("empty.nii.gz")
+    path.write_bytes(b"")
+    return path
+
+
+def _truncated_gzip(ws: Workspace) -> Path:
+    data = ws.t1.read_bytes()
+    path = ws.bad("cut.nii.gz")
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _crc_damaged_gzip(ws: Workspace) -> Path:
+    data = bytearray(ws.t1.read_bytes())
+    data[-6] ^= 0xFF  # inside the CRC-32 / length trailer: every deflate block still decodes
+    path = ws.bad("crc.nii.gz")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _invalid_deflate(ws: Workspace) -> Path:
+    # a valid gzip header followed by a deflate block of the reserved type 3 (zlib.error, not OSError)
+    path = ws.bad("deflate.nii.gz")
+    path.write_bytes(bytes.fromhex("1f8b0800000000000003") + b"\x07" + bytes(range(200)))
+    return path
+
+
+def _truncated_nii(ws: Workspace) -> Path:
+    whole = _image_file(ws.bad("whole.nii"), blob_array(SHAPE))
+    data = whole.read_bytes()
+    path = ws.bad("cut.nii")
+    path.write_bytes(data[: len(data) * 2 // 3])
+    return path
+
+
+def _text(ws: Workspace) -> Path:
+    path = ws.bad("notes.nii")
+    path.write_text("this is not an image\n" * 20)
+    return path
+
+
+def _two_d(ws: Workspace) -> Path:
+    path = ws.bad("slice2d.nii.gz")
+    sitk.WriteImage(sitk.GetImageFromArray(blob_array((1, 24, 24))[0]), str(path))
+    return path
+
+
+def _four_d(ws: Workspace) -> Path:
+    path = ws.bad("series4d.nii.gz")
+    array = np.stack([blob_array(SHAPE, seed=s) for s in range(3)])
+    sitk.WriteImage(sitk.GetImageFromArray(array, isVector=False), str(path))
+    return path
+
+
+def _four_d_single(ws: Workspace) -> Path:
+    path = ws.bad("single4d.nii.gz")
+    image = sitk.JoinSeries([make_image(blob_array(SHAPE), spacing=SPACING)])
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _vector(ws: Workspace) -> Path:
+    path = ws.bad("rgb.nii.gz")
+    array = np.repeat(blob_array(SHAPE)[..., None], 3, axis=-1)
+    sitk.WriteImage(sitk.GetImageFromArray(array, isVector=True), str(path))
+    return path
+
+
+def _with_voxel(ws: Workspace, name: str, value: float) -> Path:
+    array = blob_array(SHAPE)
+    array[12, 12, 12] = value
+    return _image_file(ws.bad(name), array)
+
+
+def _metaimage(ws: Workspace, name: str, spacing="5 5 5", matrix="1 0 0 0 1 0 0 0 1") -> Path:
+    """A MetaImage written by hand, so the header can hold what SimpleITK refuses to write."""
+    z, y, x = SHAPE
+    header = (f"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+              f"CompressedData = False\nTransformMatrix = {matrix}\nOffset = 0 0 0\nElementSpacing = {spacing}\n"
+              f"DimSize = {x} {y} {z}\nElementType = MET_FLOAT\nElementDataFile = LOCAL\n")
+    path = ws.bad(name)
+    path.write_bytes(header.encode() + blob_array(SHAPE).astype("<f4").tobytes())
+    return path
+
+
+def _nrrd(ws: Workspace, name: str, fields: str) -> Path:
+    """A raw NRRD written by hand (negative spacings, sheared axes)."""
+    z, y, x = SHAPE
+    header = f"NRRD0004\ntype: float\ndimension: 3\nsizes: {x} {y} {z}\nencoding: raw\nendian: little\n{fields}\n\n"
+    path = ws.bad(name)
+    path.write_bytes(header.encode() + blob_array(SHAPE).astype("<f4").tobytes())
+    return path
+
+
+def _far_away(ws: Workspace) -> Path:
+    image = read_image(ws.t2)
+    image.SetOrigin((5000.0, 5000.0, 5000.0))
+    path = ws.bad("far.nrrd")
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _copy_bundle(ws: Workspace, name: str) -> Path:
+    folder = ws.root / name
+    shutil.copytree(ws.bundle, folder)
+    return folder
+
+
+def _tampered_bundle(ws: Workspace) -> Path:
+    folder = _copy_bundle(ws, "tampered-bundle")
+    weights = folder / "translator.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    return folder
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: the test checks it never exists."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _pickle_bundle(ws: Workspace) -> Path:
+    path = ws.bad("model.pkl")
+    path.write_bytes(pickle.dumps(_Payload(ws.root / "UNPICKLED")))
+    return path
+
+
+def _traversing_zip(ws: Workspace) -> Path:
+    path = ws.bad("bundle.zip")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("bundle.json", (ws.bundle / "bundle.json").read_text())
+        archive.writestr("../../ESCAPED.safetensors", b"x")
+    return path
+
+
+def _traversing_card(ws: Workspace) -> Path:
+    folder = _copy_bundle(ws, "traversing-bundle")
+    card = json.loads((folder / "bundle.json").read_text())
+    card["weights"]["../../ESCAPED.safetensors"] = "0" * 64
+    (folder / "bundle.json").write_text(json.dumps(card))
+    return folder
+
+
+# ---- the corpus --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One corpus row.
+
+    ``build(ws, out)`` returns ``(argv, culprit)``: the command line and the file or argument that the
+    message must name. ``fix`` must appear in the message too. ``exit_code`` 0 means the input is valid.
+    """
+
+    name: str
+    what: str
+    build: Callable[[Workspace, Path], tuple[list[str], str]]
+    exit_code: int = 2
+    fix: str = ""
+    needs_non_root: bool = False
+
+
+def _one(pair_contrast: str, make: Callable[[Workspace], Path], **kw):
+    def build(ws: Workspace, out: Path):
+        path = make(ws)
+        return synth(ws, out, f"{pair_contrast}={path}", **kw), path.name
+    return build
+
+
+def _works(make: Callable[[Workspace], Path]):
+    def build(ws: Workspace, out: Path):
+        path = make(ws)
+        return synth(ws, out, f"t1={path}"), str(path)  # culprit = the reference input (grid check)
+    return build
+
+
+def _readonly_folder(ws: Workspace, out: Path):
+    locked = out / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    return synth(ws, out, f"t1={ws.t1}", output="locked/syn.nii.gz"), "locked"
+
+
+CORPUS: tuple[Case, ...] = (
+    # unreadable files
+    Case("missing path", "input path does not exist",
+         lambda ws, out: (synth(ws, out, f"t1={ws.root / 'nope.nii.gz'}"), "nope.nii.gz"), fix="check the path"),
+    Case("directory instead of file", "an empty folder given as an input", _one("t1", _folder),
+         fix="give an image file or a DICOM series folder"),
+    Case("empty file", "0-byte .nii.gz", _one("t1", _empty), fix="re-export or re-copy"),
+    Case("truncated gzip", "first half of a .nii.gz", _one("t1", _truncated_gzip), fix="re-export or re-copy"),
+    Case("corrupted gzip (CRC)", "one byte of the gzip trailer flipped", _one("t1", _crc_damaged_gzip),
+         fix="re-export or re-copy"),
+    Case("corrupted gzip (deflate)", "invalid deflate block (zlib.error)", _one("t1", _invalid_deflate),
+         fix="re-export or re-copy"),
+    Case("truncated .nii", "first two thirds of an uncompressed .nii", _one("t1", _truncated_nii),
+         fix="re-export or re-copy"),
+    Case("not an image", "a text file named .nii", _one("t1", _text), fix="use NIfTI"),
+    # wrong shape or content
+    Case("2D image", "a single 24x24 slice", _one("t1", _two_d), fix="give a single 3D volume"),
+    Case("4D image", "three volumes in one 4D file", _one("t1", _four_d), fix="split 4D series"),
+    Case("4D image, one volume", "4D file whose 4th axis has length 1 (squeezed to 3D)", _works(_four_d_single),
+         exit_code=0),
+    Case("vector pixels", "3 components per voxel (RGB)", _one("t1", _vector), fix="give a scalar"),
+    Case("all-zero volume", "every voxel 0",
+         _one("t1", lambda ws: _image_file(ws.bad("zeros.nii.gz"), np.zeros(SHAPE, np.float32))),
+         fix="check that the right file"),
+    Case("NaN voxel", "one NaN voxel (NRRD)", _one("t1", lambda ws: _with_voxel(ws, "nan.nrrd", np.nan)),
+         fix="set them to 0"),
+    Case("Inf voxel", "one +Inf voxel (NIfTI)", _one("t1", lambda ws: _with_voxel(ws, "inf.nii.gz", np.inf)),
+         fix="set them to 0"),
+    Case("int8 input", "int8 voxels", _works(lambda ws: _typed(ws, np.int8)), exit_code=0),
+    Case("uint16 input", "uint16 voxels", _works(lambda ws: _typed(ws, np.uint16)), exit_code=0),
+    Case("float64 input", "float64 voxels", _works(lambda ws: _typed(ws, np.float64)), exit_code=0),
+    Case("1-voxel-thick volume", "24x24x1 voxels",
+         _one("t1", lambda ws: _image_file(ws.bad("thin.nii.gz"), blob_array((1, 24, 24)))),
+         fix="at least 2 voxels along each axis"),
+    # header geometry
+    Case("zero spacing", "MetaImage header with ElementSpacing 0 5 5",
+         _one("t1", lambda ws: _metaimage(ws, "zero-spacing.mha", spacing="0 5 5")), fix="fix the spacing"),
+    Case("negative spacing", "NRRD 'spacings: -5 5 5' (ITK reads it as a flipped axis)",
+         _works(lambda ws: _nrrd(ws, "negative-spacing.nrrd", "spacings: -5 5 5")), exit_code=0),
+    Case("huge spacing", "MetaImage header with ElementSpacing 1e6 5 5",
+         _one("t1", lambda ws: _metaimage(ws, "huge-spacing.mha", spacing="1e6 5 5")), fix="fix the header"),
+    Case("huge field of view", "24 voxels of 100 mm (2.4 m) per axis",
+         _one("t1", lambda ws: _metaimage(ws, "huge-fov.mha", spacing="100 100 100")), fix="fix the header"),
+    Case("non-orthogonal direction", "NRRD with sheared space directions",
+         _one("t1", lambda ws: _nrrd(ws, "sheared.nrrd", "space: left-posterior-superior\n"
+                                     "space directions: (5,0,0) (2.5,5,0) (0,0,5)")), fix="resample it"),
+    Case("fields of view do not overlap", "t2 moved 5 m away, --no-register",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"t2={_far_away(ws)}", extra=("--no-register",)), "far.nrrd"),
+         fix="check that both images"),
+    # contrasts
+    Case("unknown contrast name", "--input t3=...",
+         lambda ws, out: (synth(ws, out, f"t3={ws.t1}"), "'t3'"), fix="use one of"),
+    Case("unknown target", "--target dwi",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", target="dwi"), "'dwi'"), fix="use one of"),
+    Case("target also given as input", "--input t1ce=... --target t1ce",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"t1ce={ws.t2}"), "t1ce"), fix="drop --input t1ce"),
+    Case("same contrast twice", "--input t1=a --input T1w=b",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"T1w={ws.t2}"), "t1"), fix="give each contrast once"),
+    Case("malformed --input", "--input t1 (no path)",
+         lambda ws, out: (synth(ws, out, "t1"), "'t1'"), fix="CONTRAST=PATH"),
+    Case("input contrast the model does not accept", "--input ct=... (model takes MR only)",
+         lambda ws, out: (synth(ws, out, f"ct={ws.t1}"), "ct"), fix="drop that input or choose another --model"),
+    Case("target the model does not produce", "--target ct",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", target="ct"), "ct"), fix="choose another --target or --model"),
+    # bundles
+    Case("tampered bundle", "one byte of translator.safetensors flipped (sha256 mismatch)",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_tampered_bundle(ws)), "translator.safetensors"),
+         fix="re-copy the bundle"),
+    Case("pickle as bundle", "a pickle whose loading would create a file",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_pickle_bundle(ws)), "model.pkl"), fix="pickles are not accepted"),
+    Case("path-traversing zip as bundle", "zip holding ../../ESCAPED.safetensors",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_traversing_zip(ws)), "bundle.zip"), fix="unpack it first"),
+    Case("bundle card pointing outside", "bundle.json naming ../../ESCAPED.safetensors",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_traversing_card(ws)), "ESCAPED"), fix="use a bundle exported by mrsynth-train"),
+    Case("unknown model", "--model no-such-model",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model="no-such-model"), "no-such-model"), fix="mrsynth models"),
+    # outputs
+    Case("existing output without --overwrite", "--output names an existing file",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", output="keep.nii.gz"), "keep.nii.gz"), fix="pass --overwrite"),
+    Case("output folder cannot be created", "--output below a regular file",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", output="keep.nii.gz/syn.nii.gz"), "keep.nii.gz"),
+         fix="choose another folder"),
+    Case("unwritable output folder", "--output in a read-only (0555) folder", _readonly_folder,
+         fix="choose a folder you can write to", needs_non_root=True),
+    Case("output is a folder", "--output names an existing folder",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", output="."), str(out)), fix="give a file path"),
+    Case("unsupported output format", "--output syn.png",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", output="syn.png"), "syn.png"), fix="use one of"),
+)
+
+
+def _prepare_output(ws: Workspace, case: Case) -> Path:
+    """A fresh output folder per case, holding one existing result that must survive."""
+    out = ws.root / "out" / case.name.replace(" ", "-").replace("/", "-")
+    out.mkdir(parents=True)
+    shutil.copy(ws.t1, out / "keep.nii.gz")
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """Every file and folder below ``folder``: size, modification time and sha256 of files."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        key = path.relative_to(folder).as_posix()
+        if path.is_file():
+            state[key] = (path.stat().st_size, path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            state[key] = "folder"
+    return state
+
+
+def run_in_process(argv: list[str]) -> tuple[int, str]:
+    """``main(argv)`` with Python-level stderr captured (script mode; pytest uses capfd instead)."""
+    stream = io.StringIO()
+    with contextlib.redirect_stderr(stream), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    return code, stream.getvalue()
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Workspace:
+    return make_workspace(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[c.name for c in CORPUS])
+def test_corpus_case(workspace, case, capfd):
+    if case.needs_non_root and _is_root():
+        pytest.skip("running as root: folder permissions are not enforced")
+    out = _prepare_output(workspace, case)
+    argv, culprit = case.build(workspace, out)
+    before = snapshot(out)
+    capfd.readouterr()
+    code = main(argv)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert code == case.exit_code, err
+    if case.exit_code == 0:
+        reference = read_image(culprit)
+        written = read_image(out / "syn.nii.gz")
+        assert written.GetSize() == reference.GetSize()
+        np.testing.assert_allclose(written.GetSpacing(), reference.GetSpacing(), atol=1e-5)
+        np.testing.assert_allclose(written.GetOrigin(), reference.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(written.GetDirection(), reference.GetDirection(), atol=1e-6)
+        assert not err.strip()
+        return
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err  # nothing else reaches the user's terminal, not even ITK warnings
+    assert lines[0].startswith(ERROR_PREFIX)
+    message = lines[0][len(ERROR_PREFIX):]
+    assert message.endswith("."), message
+    assert culprit in message and case.fix in message, message
+    assert snapshot(out) == before  # nothing written, nothing replaced, no temp file left
+    assert not (workspace.root / "UNPICKLED").exists()
+    assert not any(workspace.root.parent.rglob("ESCAPED*"))
+
+
+SUBPROCESS_CASES = ("corrupted gzip (deflate)", "truncated .nii", "pickle as bundle", "existing output without --overwrite")
+
+
+@pytest.mark.parametrize("name", SUBPROCESS_CASES)
+def test_no_traceback_reaches_a_real_terminal(workspace, name, tmp_path):
+    """The same cases in a real ``python -m MRSynthLib.cli`` process with the default progress bar."""
+    case = next(c for c in CORPUS if c.name == name)
+    out = _prepare_output(Workspace(tmp_path, workspace.t1, workspace.t2, workspace.bundle), case)
+    argv, culprit = case.build(workspace, out)
+    argv = [a for a in argv if a not in ("--progress", "none")]
+    before = snapshot(out)
+    result = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *argv], capture_output=True, text=True,
+                            timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith(ERROR_PREFIX) and culprit in errors[0], result.stderr
+    assert snapshot(out) == before
+
+
+def corpus_markdown() -> str:
+    """Run every case in a temporary folder and return the markdown table of docs/RELIABILITY.md."""
+    rows = ["| case | what the test feeds in | exit | message (temporary folder shown as `…`) |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = make_workspace(Path(tmp) / "corpus")
+        for case in CORPUS:
+            out = _prepare_output(ws, case)
+            if case.needs_non_root and _is_root():
+                rows.append(f"| {case.name} | {case.what} | {case.exit_code} (expected) | not run here: running as "
+                            f"root, where folder permissions are not enforced (the test skips it) |")
+                continue
+            argv, _ = case.build(ws, out)
+            code, err = run_in_process(argv)
+            line = next((ln for ln in err.splitlines() if ln.startswith(ERROR_PREFIX)), "")
+            message = line[len(ERROR_PREFIX):] if line else ("works: synthesized on the input's grid" if code == 0 else err)
+            message = message.replace(str(ws.root), "…").replace("|", "\\|")
+            rows.append(f"| {case.name} | {case.what} | {code} | {message} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", action="store_true", help="print the corpus table (docs/RELIABILITY.md)")
+    if parser.parse_args().markdown:
+        print(corpus_markdown(), end="")
+    else:
+        sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
