@@ -18,17 +18,142 @@ class ConfigError(ValueError):
     """A configuration file is invalid; the message names the key and the fix."""
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    """Where training volumes come from. ``source``: ``phantom`` (generated on the fly, seeded)."""
+SOURCE_KINDS: tuple[str, ...] = ("phantom", "plain", "brats2021", "brats2023", "nnunet", "ixi", "csv")
 
-    source: str = "phantom"
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One dataset of the training mixture (an item of ``data.sources``).
+
+    ``kind``: ``phantom`` (generated, seeded; split by seed with ``train/val/test_cases``), a folder
+    layout ``plain`` / ``brats2021`` / ``brats2023`` / ``nnunet`` / ``ixi`` under ``root``, or ``csv``
+    (``root`` is a CSV with ``case_id`` and one column per contrast). Folder and CSV cases are split by
+    patient (``data.split``). Cases may lack contrasts: only the ones found are used.
+    """
+
+    kind: str = "phantom"
+    root: str = ""
+    name: str = ""  # case-id prefix, unique per source (default: kind)
+    weight: float = 1.0  # relative share of training patches drawn from this source
+    contrasts: tuple[str, ...] = ()  # keep only these contrasts (default: every contrast found)
+    channels: tuple[str, ...] = ()  # nnunet: contrast of channel 0, 1, ... (default: dataset.json)
+    register: bool = True  # contrasts on another grid than the case's reference: rigid registration, else resampling
+    # phantom only
     train_cases: int = 16
     val_cases: int = 2
+    test_cases: int = 0
     size: tuple[int, int, int] = (96, 112, 96)
     ms_lesions: int = 3
     tumour_fraction: float = 0.75
     field_strengths: tuple[float, ...] = (1.5, 3.0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(SOURCE_KINDS)}, not {self.kind!r}")
+        if self.kind != "phantom" and not self.root:
+            raise ValueError(f"a {self.kind} source must set `root` (its dataset folder, or the CSV file for csv)")
+        if not self.weight > 0:
+            raise ValueError(f"weight must be > 0, not {self.weight}")
+        if min(self.train_cases, self.val_cases, self.test_cases) < 0:
+            raise ValueError("train_cases, val_cases and test_cases must be >= 0")
+
+    @property
+    def label(self) -> str:
+        """The name that prefixes this source's case ids (``<label>/<case>``)."""
+        return self.name or self.kind
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Patient-level split of folder/CSV sources (phantoms are split by seed).
+
+    Without lists, each source's patients are shuffled with ``seed`` and ``test_fraction`` /
+    ``val_fraction`` of them held out. With ``val_cases`` / ``test_cases`` (case ids, bare or
+    ``<source>/<case>``), exactly those are held out and every other case trains. A patient is the
+    case id, or group 1 of ``patient_pattern`` when it matches (BraTS 2023 time points
+    ``<patient>-<nnn>`` are grouped by default).
+    """
+
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    val_cases: tuple[str, ...] = ()
+    test_cases: tuple[str, ...] = ()
+    patient_pattern: str = ""
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+            raise ValueError(
+                f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, not "
+                f"{self.val_fraction} and {self.test_fraction}"
+            )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training volumes come from and how patches are drawn."""
+
+    sources: tuple[SourceConfig, ...] = (SourceConfig(),)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    cache_dir: str = ""  # preprocessed .npy cache; "" = <run-dir>/cache
+    foreground_probability: float = 1.0  # share of patches centred on a random foreground voxel
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("sources must list at least one source")
+        labels = [s.label for s in self.sources]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"source names must be unique, not {labels}: give repeated kinds a `name`")
+        if not 0 <= self.foreground_probability <= 1:
+            raise ValueError(f"foreground_probability must be in [0, 1], not {self.foreground_probability}")
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """Random patch augmentation (MONAI transforms, seeded per sample); a probability of 0 turns a
+    transform off. Spatial transforms move all contrasts of a sample together; intensity transforms
+    draw their parameters per contrast. Axes are model-space array axes ``(z, y, x)``; 2 = left-right."""
+
+    flip_probability: float = 0.5
+    flip_axes: tuple[int, ...] = (2,)
+    affine_probability: float = 0.0
+    rotate_degrees: float = 10.0  # uniform in +-this about each axis
+    scale_fraction: float = 0.1  # zoom by 1 + uniform(+-this)
+    gamma_probability: float = 0.0
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    noise_probability: float = 0.0
+    noise_std: float = 0.03  # normalised units (1 = bright end of the tissue)
+    bias_probability: float = 0.0
+    bias_coefficients: tuple[float, float] = (0.0, 0.1)  # polynomial log-bias coefficients (MONAI RandBiasField)
+    scale_probability: float = 0.0
+    intensity_scale: float = 0.1  # multiply by 1 + uniform(+-this)
+    shift_probability: float = 0.0
+    intensity_shift: float = 0.05  # add uniform(+-this)
+
+    def __post_init__(self) -> None:
+        for name in ("flip", "affine", "gamma", "noise", "bias", "scale", "shift"):
+            value = getattr(self, f"{name}_probability")
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name}_probability must be in [0, 1], not {value}")
+        if any(a not in (0, 1, 2) for a in self.flip_axes):
+            raise ValueError(f"flip_axes must be array axes 0, 1 or 2 (z, y, x), not {list(self.flip_axes)}")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Hardware switches. ``bf16`` and ``gradient_checkpointing`` act on CUDA only (ignored on CPU)."""
+
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda
+    bf16: bool = True  # bf16 autocast of the forward pass
+    gradient_checkpointing: bool = False  # recompute block activations in backward (less memory, ~30% slower)
+    workers: int = 0  # data-loader processes per rank (0 = sample in the training process)
+    find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient in a step
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, not {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +178,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # 0 = torch default
     data: DataConfig = field(default_factory=DataConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     preprocessing: PreprocessSpec = field(default_factory=PreprocessSpec)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     translator: FusionConfig = field(default_factory=FusionConfig)
@@ -64,6 +191,8 @@ class TrainConfig:
             "name": self.name, "version": self.version, "description": self.description,
             "seed": self.seed, "threads": self.threads,
             "data": _plain(dataclasses.asdict(self.data)),
+            "augmentation": _plain(dataclasses.asdict(self.augmentation)),
+            "runtime": _plain(dataclasses.asdict(self.runtime)),
             "preprocessing": self.preprocessing.to_dict(),
             "autoencoder": self.autoencoder.to_dict(),
             "translator": self.translator.to_dict(),
@@ -99,7 +228,10 @@ def _build(cls, data: dict, where: str):
                 raise ConfigError(f"{where}.{key} must be a list, not {raw!r}")
             args = typing.get_args(hint)
             kind = args[0]
-            values[key] = tuple(kind(v) for v in raw)
+            if dataclasses.is_dataclass(kind):
+                values[key] = tuple(_build(kind, v, f"{where}.{key}[{i}]") for i, v in enumerate(raw))
+            else:
+                values[key] = tuple(kind(v) for v in raw)
         elif hint in (int, float, str, bool):
             if hint is float and isinstance(raw, (int, float, str)):
                 values[key] = float(raw)

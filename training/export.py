@@ -15,6 +15,8 @@ import MRSynthLib
 from MRSynthLib.bundle import ModelCard, sha256_file, write_card
 from MRSynthLib.contrasts import MR_CONTRASTS
 from training.config import TrainConfig
+from training.data import training_data_record
+from training.data_split import recorded_split
 from training.runs import RunFolder, git_revision
 
 CITATION = (
@@ -63,7 +65,6 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
             weights[file_name] = sha256_file(staging / file_name)
         stage1_val = _best_row(run.root / "stage1" / "validation.csv")
         stage2_val = _best_row(run.root / "stage2" / "validation.csv")
-        data = config.data
         card = ModelCard(
             name=config.name,
             version=config.version,
@@ -75,15 +76,7 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
             networks={"autoencoder": config.autoencoder.to_dict(), "translator": config.translator.to_dict()},
             weights=weights,
             training_data={
-                "source": data.source,
-                "summary": (
-                    f"{data.train_cases} synthetic phantom brains from `mrsynth phantom` (seeded, "
-                    f"{data.size[0]}x{data.size[1]}x{data.size[2]} voxels at {config.preprocessing.spacing[0]} mm, "
-                    f"field strengths {list(data.field_strengths)} T, tumour in {data.tumour_fraction:.0%} of cases, "
-                    f"0-{data.ms_lesions} MS-like lesions); no real patient data"
-                ),
-                "train_cases": data.train_cases,
-                "validation_cases": data.val_cases,
+                **training_data_record(config, recorded_split(run.root / "split.json")),
                 "stage1_steps": config.stage1.steps,
                 "stage2_steps": config.stage2.steps,
             },

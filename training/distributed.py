@@ -1,0 +1,179 @@
+"""Multi-process training with ``torchrun``: process group, device, rank helpers.
+
+``torchrun --nproc_per_node N -m training.cli stage1 ...`` starts N processes with ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` set; :func:`init_distributed` joins them with NCCL on GPUs or gloo
+on CPUs. Without those variables everything runs as a single process (rank 0 of 1) and every helper
+here is a no-op. Only rank 0 writes to the run folder or shows progress bars.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as torch_dist
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the job. ``backend`` is ``""`` for a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    backend: str = ""
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def select_device(preference: str, local_rank: int = 0) -> torch.device:
+    """``auto``: this rank's GPU when CUDA is available, else the CPU; ``cuda`` without CUDA is an error."""
+    if preference not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"runtime.device must be auto, cpu or cuda, not {preference!r}")
+    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise SystemExit("runtime.device is cuda but this PyTorch build sees no GPU: install a CUDA build or use device: cpu.")
+    if local_rank >= torch.cuda.device_count():
+        raise SystemExit(
+            f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible): start at most that many "
+            "processes per node (torchrun --nproc_per_node)."
+        )
+    return torch.device("cuda", local_rank)
+
+
+def init_distributed(device_preference: str = "auto", timeout_minutes: float = 30.0) -> DistContext:
+    """Join the ``torchrun`` process group (when ``WORLD_SIZE`` > 1) and pick this rank's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(device_preference, local_rank)
+    if world == 1:
+        return DistContext(device=device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend, timeout=dt.timedelta(minutes=timeout_minutes),
+                                      **({"device_id": device} if device.type == "cuda" else {}))
+    return DistContext(rank, world, local_rank, device, backend)
+
+
+def cleanup(ctx: DistContext) -> None:
+    """Leave the process group (safe to call more than once)."""
+    if ctx.distributed and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        torch_dist.barrier()
+
+
+def gather_objects(ctx: DistContext, value: Any) -> list[Any]:
+    """Every rank's ``value`` (picklable), in rank order, on every rank."""
+    if not ctx.distributed:
+        return [value]
+    values: list[Any] = [None] * ctx.world_size
+    torch_dist.all_gather_object(values, value)
+    return values
+
+
+def broadcast_object(ctx: DistContext, value: T) -> T:
+    """Rank 0's ``value`` on every rank."""
+    if not ctx.distributed:
+        return value
+    box = [value]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean_across_ranks(ctx: DistContext, value: float) -> float:
+    """The mean of a float over all ranks (for logging)."""
+    if not ctx.distributed:
+        return float(value)
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=ctx.device)
+    torch_dist.all_reduce(tensor)
+    return float(tensor.item()) / ctx.world_size
+
+
+def run_everywhere(ctx: DistContext, work: Callable[[], T]) -> T:
+    """Run ``work`` on every rank; if it fails on any rank, every rank stops with that rank's message
+    (instead of the others waiting for it forever)."""
+    result, error = None, None
+    try:
+        result = work()
+    except (Exception, SystemExit) as failure:  # noqa: BLE001 - re-raised below on every rank
+        error = f"{type(failure).__name__}: {failure}" if not isinstance(failure, SystemExit) else str(failure)
+        if not ctx.distributed:
+            raise
+    errors = [(rank, e) for rank, e in enumerate(gather_objects(ctx, error)) if e]
+    if errors:
+        rank, message = errors[0]
+        raise SystemExit(f"rank {rank}: {message}")
+    return result
+
+
+def run_on_main(ctx: DistContext, work: Callable[[], T]) -> T:
+    """Run ``work`` on rank 0 only and hand its result to every rank; a failure stops every rank."""
+    outcome: tuple[Any, str | None] = (None, None)
+    if ctx.is_main:
+        try:
+            outcome = (work(), None)
+        except (Exception, SystemExit) as failure:  # noqa: BLE001 - re-raised below on every rank
+            if not ctx.distributed:
+                raise
+            outcome = (None, str(failure) if isinstance(failure, SystemExit) else f"{type(failure).__name__}: {failure}")
+    result, error = broadcast_object(ctx, outcome)
+    if error:
+        raise SystemExit(f"rank 0: {error}")
+    return result
+
+
+def wrap_model(model: torch.nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> torch.nn.Module:
+    """``model`` (already on ``ctx.device``) wrapped in DistributedDataParallel when distributed."""
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or ``model`` itself)."""
+    return getattr(model, "module", model)
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """sha256 over the names, shapes and bytes of every parameter and buffer (on the CPU)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(unwrap(model).state_dict().items()):
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def replica_hashes(ctx: DistContext, model: torch.nn.Module) -> list[str]:
+    """Every rank's :func:`state_sha256`, in rank order; DDP keeps them equal unless something desynchronised."""
+    return gather_objects(ctx, state_sha256(model))
+
+
+__all__ = ["DistContext", "barrier", "broadcast_object", "cleanup", "gather_objects", "init_distributed",
+           "mean_across_ranks", "replica_hashes", "run_everywhere", "run_on_main", "select_device", "state_sha256",
+           "unwrap", "wrap_model"]
