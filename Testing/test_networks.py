@@ -38,7 +38,7 @@ def test_autoencoder_shapes(spatial_dims):
     config = AutoencoderConfig(spatial_dims=spatial_dims, channels=(4, 8, 8), fsq_levels=(5, 5, 5))
     model = FSQAutoencoder(config)
     x = torch.randn((2, 1) + (16,) * spatial_dims)
-    recon, codes = model(x)
+    recon, codes, _ = model(x)
     assert recon.shape == x.shape
     assert codes.shape == (2, 3) + (4,) * spatial_dims
     assert AutoencoderConfig.from_dict(config.to_dict()) == config

@@ -10,6 +10,7 @@ from pathlib import Path
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.fusion import FusionConfig
 from MRSynthLib.preprocess import PreprocessSpec
+from training.loss_config import Stage1LossConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -184,6 +185,7 @@ class TrainConfig:
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     translator: FusionConfig = field(default_factory=FusionConfig)
     stage1: OptimConfig = field(default_factory=OptimConfig)
+    stage1_loss: Stage1LossConfig = field(default_factory=Stage1LossConfig)
     stage2: OptimConfig = field(default_factory=OptimConfig)
 
     def to_dict(self) -> dict:
@@ -197,6 +199,7 @@ class TrainConfig:
             "autoencoder": self.autoencoder.to_dict(),
             "translator": self.translator.to_dict(),
             "stage1": _plain(dataclasses.asdict(self.stage1)),
+            "stage1_loss": _plain(dataclasses.asdict(self.stage1_loss)),
             "stage2": _plain(dataclasses.asdict(self.stage2)),
         }
 
@@ -278,7 +281,7 @@ def load_config(path_or_name: str | Path) -> TrainConfig:
     config = config_from_dict(data, where=str(path))
     if config.translator.latent_channels != config.autoencoder.latent_channels:
         raise ConfigError(
-            f"{path}: translator.latent_channels ({config.translator.latent_channels}) must equal the number of "
-            f"autoencoder.fsq_levels ({config.autoencoder.latent_channels})"
+            f"{path}: translator.latent_channels ({config.translator.latent_channels}) must equal the autoencoder's "
+            f"latent channels ({config.autoencoder.latent_channels}, autoencoder.latent = {config.autoencoder.latent})"
         )
     return config

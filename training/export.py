@@ -9,20 +9,36 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import dataclasses
+
 import torch
 
 import MRSynthLib
 from MRSynthLib.bundle import ModelCard, sha256_file, write_card
 from MRSynthLib.contrasts import MR_CONTRASTS
+from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from training.config import TrainConfig
 from training.data import training_data_record
 from training.data_split import recorded_split
 from training.runs import RunFolder, git_revision
 
-CITATION = (
-    "MRSynth fsq-fusion: FSQ latent autoencoder (after RSF, 'Recover Semantics First, Generate Better') "
-    "with MSG-LDM-style gated any-subset fusion in latent space."
-)
+LATENT_NAMES = {"fsq": "FSQ", "vq": "VQ (EMA codebook)", "kl": "KL (Gaussian)"}
+
+
+def citation(config: TrainConfig) -> str:
+    """Which published methods the exported networks follow."""
+    ae = config.autoencoder
+    parts = [f"MRSynth {ae.latent}-fusion: {LATENT_NAMES[ae.latent]} latent autoencoder (after RSF, "
+             "'Recover Semantics First, Generate Better'"]
+    rsf = [name for name, on in (("LHE", ae.lhe.enabled), ("SRB", config.stage1_loss.srb.enabled),
+                                 ("AFL", config.stage1_loss.afl_weight > 0)) if on]
+    parts.append(f", with its {', '.join(rsf)})" if rsf else ")")
+    if ae.wavelet:
+        parts.append(", 3D-WLDM wavelet residual blocks")
+    if ae.hfib:
+        parts.append(", MSG-LDM high-frequency injection blocks")
+    parts.append(", with MSG-LDM-style gated any-subset fusion in latent space.")
+    return "".join(parts)
 
 
 def _best_row(path: Path) -> dict:
@@ -35,6 +51,30 @@ def _best_row(path: Path) -> dict:
     best = max(rows, key=lambda r: r["val_psnr"])
     best["step"] = int(best["step"])
     return best
+
+
+def exported_autoencoder_config(config: AutoencoderConfig, state: dict) -> AutoencoderConfig:
+    """``config`` with the KL scale factor measured in training (the ``bottleneck.scale_factor`` weight)."""
+    if config.latent != "kl":
+        return config
+    scale = float(state["bottleneck.scale_factor"])
+    return dataclasses.replace(config, kl=dataclasses.replace(config.kl, scale_factor=scale))
+
+
+def stage1_summary(config: TrainConfig) -> dict:
+    """The stage-1 choices a reader of the card needs: latent kind and every RSF / wavelet / HFIB switch."""
+    ae, losses = config.autoencoder, config.stage1_loss
+    return {
+        "latent": ae.latent,
+        "lhe": ae.lhe.enabled,
+        "wavelet": ae.wavelet,
+        "hfib": ae.hfib,
+        "afl_weight": losses.afl_weight,
+        "srb": ({"weight": losses.srb.weight, "teacher": losses.srb.teacher.timm_model or Path(losses.srb.teacher.path).name}
+                if losses.srb.enabled else False),
+        "patchgan": ({"weight": losses.gan.weight, "start_step": losses.gan.start_step} if losses.gan.enabled else False),
+        "ssim_weight": config.stage1.ssim_weight,
+    }
 
 
 def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: bool = False) -> Path:
@@ -68,16 +108,18 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         card = ModelCard(
             name=config.name,
             version=config.version,
-            method="fsq-fusion",
+            method=f"{config.autoencoder.latent}-fusion",
             description=config.description,
             input_contrasts=tuple(c for c in config.translator.contrasts if c in MR_CONTRASTS),
             output_contrasts=tuple(c for c in config.translator.contrasts if c in MR_CONTRASTS),
             preprocessing=config.preprocessing,
-            networks={"autoencoder": config.autoencoder.to_dict(), "translator": config.translator.to_dict()},
+            networks={"autoencoder": exported_autoencoder_config(config.autoencoder, states["stage1"]["model"]).to_dict(),
+                      "translator": config.translator.to_dict()},
             weights=weights,
             training_data={
                 **training_data_record(config, recorded_split(run.root / "split.json")),
                 "stage1_steps": config.stage1.steps,
+                "stage1": stage1_summary(config),
                 "stage2_steps": config.stage2.steps,
             },
             validation={
@@ -100,7 +142,7 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
                 "stage1_best_step": states["stage1"].get("step"),
                 "stage2_best_step": states["stage2"].get("step"),
             },
-            citation=CITATION,
+            citation=citation(config),
         )
         write_card(card, staging)
         if output.exists():

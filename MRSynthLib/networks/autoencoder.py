@@ -1,39 +1,68 @@
-"""A small convolutional autoencoder with an FSQ latent, shared by all contrasts (RSF stage 1).
+"""A small convolutional autoencoder shared by all contrasts (RSF stage 1), with a choice of latent.
 
 One single-channel network encodes any MR contrast into the same latent space, so a translator
 only has to move between latent codes. No normalisation layers: the network is trained on patches
 and applied to whole volumes, where per-instance statistics would differ.
+
+Latents: ``fsq`` (finite scalar quantisation, the default), ``vq`` (EMA codebook), ``kl`` (Gaussian,
+mean at inference). Optional parts, each off by default so that the default config is the original
+architecture: RSF's LHE (slice-wise transformer branch in the last encoder stage), 3D-WLDM's wavelet
+residual block after every encoder and decoder stage, MSG-LDM's HFIB after every encoder stage.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from MRSynthLib.networks.fsq import FSQ
+from MRSynthLib.networks.hfib import HighFrequencyInjection
+from MRSynthLib.networks.kl import GaussianLatent, KLConfig
+from MRSynthLib.networks.lhe import LHEConfig, SliceTransformerEnhancement
+from MRSynthLib.networks.vq import VectorQuantizer, VQConfig
+from MRSynthLib.networks.wavelet import WaveletResidualBlock
 
 ACTIVATION = ("leakyrelu", {"negative_slope": 0.1})
+LATENT_KINDS = ("fsq", "vq", "kl")
+_NESTED = {"vq": VQConfig, "kl": KLConfig, "lhe": LHEConfig}
 
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """Architecture of :class:`FSQAutoencoder`.
+    """Architecture of :class:`LatentAutoencoder`.
 
     ``channels[i]`` is the width of stage ``i``; every stage after the first halves the resolution,
-    so the latent is ``2 ** (len(channels) - 1)`` times smaller along each axis.
+    so the latent is ``2 ** (len(channels) - 1)`` times smaller along each axis. ``latent`` picks the
+    bottleneck: ``fsq`` uses ``fsq_levels``, ``vq`` uses ``vq``, ``kl`` uses ``kl``.
     """
 
     spatial_dims: int = 3
     channels: tuple[int, ...] = (16, 32, 48)
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
     full_resolution_residual: bool = True  # False drops the residual units of stage 0 (~half the compute)
+    latent: str = "fsq"
+    vq: VQConfig = field(default_factory=VQConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    lhe: LHEConfig = field(default_factory=LHEConfig)
+    wavelet: bool = False
+    hfib: bool = False
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, not {self.spatial_dims}")
+        if self.latent not in LATENT_KINDS:
+            raise ValueError(f"latent must be one of {', '.join(LATENT_KINDS)}, not {self.latent!r}")
+        if not self.channels:
+            raise ValueError("channels must list at least one stage width")
 
     @property
     def latent_channels(self) -> int:
-        return len(self.fsq_levels)
+        return {"fsq": len(self.fsq_levels), "vq": self.vq.dim, "kl": self.kl.channels}[self.latent]
 
     @property
     def downsampling(self) -> int:
@@ -41,18 +70,32 @@ class AutoencoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> AutoencoderConfig:
-        return cls(
-            spatial_dims=int(data.get("spatial_dims", 3)),
-            channels=tuple(int(c) for c in data["channels"]),
-            fsq_levels=tuple(int(v) for v in data["fsq_levels"]),
-            full_resolution_residual=bool(data.get("full_resolution_residual", True)),
-        )
+        """Inverse of :meth:`to_dict`; keys absent from older cards keep their defaults (the original
+        FSQ architecture). Unknown keys raise ``TypeError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TypeError(f"unknown autoencoder keys {unknown}")
+        values = dict(data)
+        for key in ("channels", "fsq_levels"):
+            if key in values:
+                values[key] = tuple(int(v) for v in values[key])
+        for key, kind in _NESTED.items():
+            if key in values:
+                nested = dict(values[key])
+                for name, value in nested.items():
+                    if isinstance(value, list):
+                        nested[name] = tuple(value)
+                values[key] = kind(**nested)
+        return cls(**values)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["channels"] = list(self.channels)
-        out["fsq_levels"] = list(self.fsq_levels)
-        return out
+        def plain(value):
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return list(value) if isinstance(value, tuple) else value
+
+        return plain(dataclasses.asdict(self))
 
 
 def _conv(config: AutoencoderConfig, cin: int, cout: int, stride: int = 1, kernel: int = 3, plain: bool = False):
@@ -65,61 +108,100 @@ def _res(config: AutoencoderConfig, channels: int) -> ResidualUnit:
     return ResidualUnit(config.spatial_dims, channels, channels, subunits=2, act=ACTIVATION, norm=None)
 
 
-class Encoder(nn.Module):
-    """``(B, 1, *S)`` image → ``(B, L, *S / downsampling)`` continuous latent (before FSQ)."""
+def _encoder_extras(config: AutoencoderConfig, channels: int) -> list[nn.Module]:
+    extras: list[nn.Module] = []
+    if config.hfib:
+        extras.append(HighFrequencyInjection(config.spatial_dims, channels))
+    if config.wavelet:
+        extras.append(WaveletResidualBlock(config.spatial_dims, channels))
+    return extras
 
-    def __init__(self, config: AutoencoderConfig) -> None:
+
+class Encoder(nn.Module):
+    """``(B, 1, *S)`` image → ``(B, out_channels, *S / downsampling)`` continuous latent (before the bottleneck)."""
+
+    def __init__(self, config: AutoencoderConfig, out_channels: int) -> None:
         super().__init__()
         c = config.channels
         layers: list[nn.Module] = [_conv(config, 1, c[0])]
         if config.full_resolution_residual:
             layers.append(_res(config, c[0]))
+        layers += _encoder_extras(config, c[0])
         for cin, cout in zip(c[:-1], c[1:]):
-            layers += [_conv(config, cin, cout, stride=2), _res(config, cout)]
-        layers.append(_conv(config, c[-1], config.latent_channels, kernel=1, plain=True))
+            layers += [_conv(config, cin, cout, stride=2), _res(config, cout)] + _encoder_extras(config, cout)
+        layers.append(_conv(config, c[-1], out_channels, kernel=1, plain=True))
         self.net = nn.Sequential(*layers)
+        self.lhe = (SliceTransformerEnhancement(config.lhe, config.spatial_dims, c[-1], config.downsampling)
+                    if config.lhe.enabled else None)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image)
+        if self.lhe is None:
+            return self.net(image)
+        return self.net[-1](self.lhe(self.net[:-1](image), image))
 
 
 class Decoder(nn.Module):
-    """``(B, L, *s)`` latent codes → ``(B, 1, *s * downsampling)`` image."""
+    """``(B, L, *s)`` latent → ``(B, 1, *s * downsampling)`` image."""
 
     def __init__(self, config: AutoencoderConfig) -> None:
         super().__init__()
         c = tuple(reversed(config.channels))
-        layers: list[nn.Module] = [_conv(config, config.latent_channels, c[0]), _res(config, c[0])]
+        wavelet = [WaveletResidualBlock(config.spatial_dims, c[0])] if config.wavelet else []
+        layers: list[nn.Module] = [_conv(config, config.latent_channels, c[0]), _res(config, c[0])] + wavelet
         for i, (cin, cout) in enumerate(zip(c[:-1], c[1:])):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(config, cin, cout)]
             if config.full_resolution_residual or i < len(c) - 2:
                 layers.append(_res(config, cout))
+            if config.wavelet:
+                layers.append(WaveletResidualBlock(config.spatial_dims, cout))
         layers.append(_conv(config, c[-1], 1, plain=True))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.net(codes)
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.net(latent)
 
 
-class FSQAutoencoder(nn.Module):
-    """Encoder → FSQ → decoder. ``forward`` returns ``(reconstruction, codes)``."""
+class AutoencoderOutput(NamedTuple):
+    """``reconstruction`` ``(B, 1, *S)``; ``latent`` ``(B, L, *s)`` = the decoder's input (quantised codes,
+    or the KL sample in training / mean in eval, unscaled); ``regularizer`` scalar (VQ commitment loss,
+    KL divergence, 0 for FSQ)."""
+
+    reconstruction: torch.Tensor
+    latent: torch.Tensor
+    regularizer: torch.Tensor
+
+
+def build_bottleneck(config: AutoencoderConfig) -> nn.Module:
+    """The latent module: :class:`FSQ`, :class:`VectorQuantizer` or :class:`GaussianLatent`."""
+    if config.latent == "vq":
+        return VectorQuantizer(config.vq)
+    if config.latent == "kl":
+        return GaussianLatent(config.kl)
+    return FSQ(config.fsq_levels)
+
+
+class LatentAutoencoder(nn.Module):
+    """Encoder → latent bottleneck → decoder. ``forward`` returns an :class:`AutoencoderOutput`."""
 
     def __init__(self, config: AutoencoderConfig = AutoencoderConfig()) -> None:
         super().__init__()
-        if config.spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, not {config.spatial_dims}")
         self.config = config
-        self.encoder = Encoder(config)
-        self.quantizer = FSQ(config.fsq_levels)
+        self.bottleneck = build_bottleneck(config)
+        self.encoder = Encoder(config, self.bottleneck.encoder_channels)
         self.decoder = Decoder(config)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, *S)`` → quantised codes ``(B, L, *S / downsampling)``; ``S`` divisible by it."""
-        return self.quantizer(self.encoder(image))
+        """``(B, 1, *S)`` → inference latent ``(B, L, *S / downsampling)`` (FSQ/VQ codes, KL mean × scale);
+        ``S`` divisible by the downsampling."""
+        return self.bottleneck.inference_latent(self.encoder(image))
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(codes)
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`encode`: ``(B, L, *s)`` → ``(B, 1, *s * downsampling)``."""
+        return self.decoder(self.bottleneck.to_decoder(latent))
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        codes = self.encode(image)
-        return self.decode(codes), codes
+    def forward(self, image: torch.Tensor) -> AutoencoderOutput:
+        latent, regularizer = self.bottleneck.train_latent(self.encoder(image))
+        return AutoencoderOutput(self.decoder(latent), latent, regularizer)
+
+
+FSQAutoencoder = LatentAutoencoder  # the name used before VQ and KL latents existed

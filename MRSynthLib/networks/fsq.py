@@ -31,6 +31,14 @@ class FSQ(nn.Module):
         return len(self.levels)
 
     @property
+    def encoder_channels(self) -> int:
+        return self.dim
+
+    @property
+    def latent_channels(self) -> int:
+        return self.dim
+
+    @property
     def codebook_size(self) -> int:
         size = 1
         for level in self.levels:
@@ -53,6 +61,16 @@ class FSQ(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Quantised latent, same shape as ``z``, values on the per-channel grids in ``[-1, 1]``."""
         return self.round_bounded(self.bound(z))
+
+    def train_latent(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(quantised z, regulariser)``; FSQ needs no regulariser (a zero scalar)."""
+        return self(z), z.new_zeros(())
+
+    def inference_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return self(z)
+
+    def to_decoder(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """``(B, C, *spatial)`` quantised codes → ``(B, *spatial)`` int64 codebook indices."""
