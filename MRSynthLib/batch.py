@@ -64,7 +64,7 @@ def run_batch(args) -> int:
                 )
             overwrite = args.overwrite or (args.resume and bool(existing))  # resume redoes partial cases
             result = synthesize(inputs, target, model=bundle, samples=args.samples, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window,
-                                register=False if args.no_register else None)
+                                register=False if args.no_register else None, contributions=args.contributions)
             write_result(result, plan, overwrite=overwrite)
             row.update(status="ok", output=str(plan.synthetic))
         except MRSynthError as error:

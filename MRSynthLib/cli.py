@@ -120,7 +120,8 @@ def cmd_synthesize(args) -> int:
     progress = Progress(args.progress)
     result = synthesize(inputs, args.target, model=args.model, samples=samples, seed=args.seed,
                         device=args.device, backend=args.backend, threads=args.threads, window=args.window,
-                        register=False if args.no_register else None, progress=progress)
+                        register=False if args.no_register else None, progress=progress,
+                        contributions=args.contributions_dir is not None)
     progress("write", 0.0)
     written = write_result(result, plan, overwrite=args.overwrite)
     progress.done(outputs=[str(p) for p in written], timings=result.timings)

@@ -21,6 +21,7 @@ from MRSynthLib.contrasts import canonical_contrast
 from MRSynthLib.errors import ContrastError, InputImageError
 from MRSynthLib.imageio import grid_of, image_to_array, load_input
 from MRSynthLib.preprocess import to_model_space
+from MRSynthLib.translator_engines import is_translator_method
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -177,6 +178,7 @@ def synthesize(
     window: int | None = None,
     register: bool | None = None,
     progress=None,
+    contributions: bool = True,
 ) -> SynthesisResult:
     """Synthesize ``target`` from ``inputs`` (contrast -> file); the first input's grid is the reference.
 
@@ -187,6 +189,8 @@ def synthesize(
         window: sliding-window edge in model-space voxels (None = automatic, 0 = whole volume).
         register: None = register inputs whose grid differs from the reference; False = only resample.
         progress: optional ``progress(stage, fraction)`` callable (see :class:`MRSynthLib.progress.Progress`).
+        contributions: False may skip the contribution maps where they cost extra work (``*-ldm``: one
+            diffusion run per input); the result then has none.
 
     Raises:
         MRSynthError: any problem with the inputs, contrasts or bundle, as one clear sentence.
@@ -217,8 +221,16 @@ def synthesize(
     space = to_model_space(gridded, bundle.card.preprocessing)
     lap("preprocess")
 
-    from MRSynthLib.backends import load_engine
-    from MRSynthLib.inference import predict
+    if is_translator_method(bundle.card.method):  # ldm / cyclegan / targetcode (MRSynthLib.translator_inference)
+        from functools import partial
+
+        from MRSynthLib.translator_engines import load_engine
+        from MRSynthLib.translator_inference import predict_translator
+
+        predict = partial(predict_translator, contributions=contributions)
+    else:
+        from MRSynthLib.backends import load_engine
+        from MRSynthLib.inference import predict
 
     engine = load_engine(bundle, backend, device, threads)
     lap("load_model")

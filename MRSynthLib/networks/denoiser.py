@@ -1,0 +1,125 @@
+"""Latent denoiser for the ``fsq-ldm`` translator: MONAI ``DiffusionModelUNet`` on the target latent.
+
+The network sees the noisy target latent concatenated with a conditioning stack built inside the
+graph (so training, torch inference and the ONNX graph share one implementation):
+
+- every input slot's latent (zeros where the input is missing, ``M * L`` channels),
+- the availability of each slot (``M`` constant channels) — missing inputs are flagged, not hidden,
+- the target contrast as a one-hot code (``M`` constant channels),
+- the fusion translator's prediction of the target latent (``L`` channels; structure guidance), if
+  ``guidance`` is on.
+
+It predicts the velocity ``v`` of :mod:`MRSynthLib.samplers` (v-prediction for the ``cosine`` schedule,
+``eps - x0`` for ``linear``); time ``t`` in ``[0, 1]`` enters the UNet's sinusoidal embedding as
+``1000 t``. Everything is scaled by ``latent_scale`` (:class:`MRSynthLib.samplers.SamplingConfig`)
+outside this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from torch import nn
+
+TIME_SCALE = 1000.0
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Architecture of :class:`LatentDenoiser`; ``contrasts`` fixes the slot order (same as the fusion translator)."""
+
+    spatial_dims: int = 3
+    latent_channels: int = 4
+    contrasts: tuple[str, ...] = ("t1", "t1ce", "t2", "flair", "pd")
+    channels: tuple[int, ...] = (32, 64)
+    num_res_blocks: int = 1
+    attention_levels: tuple[bool, ...] = (False, False)
+    norm_num_groups: int = 8
+    num_head_channels: int = 8
+    guidance: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.attention_levels) != len(self.channels):
+            raise ValueError(f"attention_levels must have one entry per level ({len(self.channels)}), "
+                             f"not {len(self.attention_levels)}")
+        if any(c % self.norm_num_groups for c in self.channels):
+            raise ValueError(f"every entry of channels {list(self.channels)} must be divisible by "
+                             f"norm_num_groups {self.norm_num_groups}")
+
+    @property
+    def condition_channels(self) -> int:
+        m, lat = len(self.contrasts), self.latent_channels
+        return m * lat + 2 * m + (lat if self.guidance else 0)
+
+    @property
+    def multiple(self) -> int:
+        """Latent sizes must be divisible by this (one halving per level after the first)."""
+        return 2 ** (len(self.channels) - 1)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DenoiserConfig:
+        data = dict(data)
+        data["contrasts"] = tuple(data["contrasts"])
+        data["channels"] = tuple(int(c) for c in data["channels"])
+        data["attention_levels"] = tuple(bool(a) for a in data["attention_levels"])
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("contrasts", "channels", "attention_levels"):
+            out[key] = list(out[key])
+        return out
+
+
+def conditioning(latents: torch.Tensor, available: torch.Tensor, target_onehot: torch.Tensor,
+                 guide: torch.Tensor | None) -> torch.Tensor:
+    """Stack the conditioning channels.
+
+    Args:
+        latents: ``(B, M, L, *s)`` every slot's latent (zeros where missing);
+        available: ``(B, M)`` 1.0 where the slot is given;
+        target_onehot: ``(B, M)``;
+        guide: ``(B, L, *s)`` the fusion prediction, or None.
+    Returns:
+        ``(B, M*L + 2M [+ L], *s)``.
+    """
+    b, m = latents.shape[:2]
+    spatial = latents.shape[3:]
+    ones = (1,) * len(spatial)
+    masked = latents * available.to(latents.dtype).view(b, m, 1, *ones)
+    parts = [masked.flatten(1, 2),
+             available.to(latents.dtype).view(b, m, *ones).expand(b, m, *spatial),
+             target_onehot.to(latents.dtype).view(b, m, *ones).expand(b, m, *spatial)]
+    if guide is not None:
+        parts.append(guide)
+    return torch.cat(parts, dim=1)
+
+
+class LatentDenoiser(nn.Module):
+    """``forward(x, t, latents, available, target_onehot, guide)`` → velocity ``(B, L, *s)``.
+
+    ``x`` ``(B, L, *s)`` noisy scaled target latent; ``t`` ``(B,)`` times in ``[0, 1]``; the rest as in
+    :func:`conditioning` (``guide`` is ignored when ``config.guidance`` is off). Spatial sizes must be
+    divisible by ``config.multiple``.
+    """
+
+    def __init__(self, config: DenoiserConfig = DenoiserConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.unet = DiffusionModelUNet(
+            spatial_dims=config.spatial_dims,
+            in_channels=config.latent_channels + config.condition_channels,
+            out_channels=config.latent_channels,
+            num_res_blocks=config.num_res_blocks,
+            channels=config.channels,
+            attention_levels=config.attention_levels,
+            norm_num_groups=config.norm_num_groups,
+            num_head_channels=config.num_head_channels,
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, available: torch.Tensor,
+                target_onehot: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        condition = conditioning(latents, available, target_onehot, guide if self.config.guidance else None)
+        return self.unet(torch.cat([x, condition], dim=1), t.to(x.dtype) * TIME_SCALE)

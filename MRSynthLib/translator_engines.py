@@ -1,0 +1,232 @@
+"""Engines for the generative translator kinds (``fsq-ldm``, ``fsq-cyclegan``, ``fsq-targetcode``).
+
+A bundle of one of these kinds is a set of named graphs (:data:`KIND_GRAPHS`). Both engines expose
+``run(graph, **inputs) -> tuple of numpy arrays`` plus ``encode``/``decode``; everything else (windows,
+sampling loops, uncertainty, contributions) is numpy code in :mod:`MRSynthLib.translator_inference`,
+shared by both backends.
+
+- :class:`TorchGraphEngine` builds the parts from the card and loads their safetensors (CPU or CUDA);
+- :class:`OnnxGraphEngine` runs the exported ``onnx/<graph>.onnx`` files with onnxruntime (no torch).
+
+Importing this module imports neither torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from MRSynthLib.bundle import Bundle
+from MRSynthLib.errors import BundleError, MRSynthError
+
+LATENT_PREFIXES = ("fsq", "vq", "kl")
+"""A method is ``<latent>-<kind>``: the autoencoder's latent (``fsq`` by default) and the translator kind."""
+KIND_PARTS: dict[str, tuple[str, ...]] = {
+    "ldm": ("autoencoder", "translator", "denoiser"),
+    "cyclegan": ("autoencoder", "generator"),
+    "targetcode": ("autoencoder", "targetcode"),
+}
+KIND_GRAPHS: dict[str, tuple[str, ...]] = {
+    "ldm": ("encoder", "decoder", "translator_fuse", "translator_head", "denoiser"),
+    "cyclegan": ("encoder", "decoder", "generator_features", "generator_head"),
+    "targetcode": ("encoder", "decoder", "targetcode_features", "targetcode_head"),
+}
+GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
+    "encoder": ("image",),
+    "decoder": ("latents",),
+    "translator_fuse": ("latents", "slot_codes", "target_onehot", "mask"),
+    "translator_head": ("hidden", "channel_scale"),
+    "denoiser": ("x", "t", "latents", "available", "target_onehot", "guide"),
+    "generator_features": ("latents",),
+    "generator_head": ("hidden", "channel_scale"),
+    "targetcode_features": ("latents", "source_onehot", "target_onehot"),
+    "targetcode_head": ("hidden", "target_onehot", "channel_scale"),
+}
+GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "encoder": ("latents",),
+    "decoder": ("image",),
+    "translator_fuse": ("hidden", "weights"),
+    "translator_head": ("latent",),
+    "denoiser": ("velocity",),
+    "generator_features": ("hidden",),
+    "generator_head": ("latent",),
+    "targetcode_features": ("hidden",),
+    "targetcode_head": ("mean", "logvar"),
+}
+
+
+def method_kind(method: str) -> str | None:
+    """``"fsq-ldm"`` → ``"ldm"``; None for methods that are not generative translator kinds (e.g. ``fsq-fusion``)."""
+    prefix, _, kind = method.partition("-")
+    return kind if prefix in LATENT_PREFIXES and kind in KIND_GRAPHS else None
+
+
+def weight_file(part: str) -> str:
+    """The safetensors file of a network part inside a bundle."""
+    return f"{part}.safetensors"
+
+
+def is_translator_method(method: str) -> bool:
+    return method_kind(method) is not None
+
+
+def has_method_onnx_parts(bundle: Bundle) -> bool:
+    """True when the card lists every ONNX graph its method needs."""
+    meta = bundle.card.networks.get("onnx")
+    needed = KIND_GRAPHS.get(method_kind(bundle.card.method) or "", ())
+    return bool(needed) and isinstance(meta, dict) and all(name in meta.get("graphs", {}) for name in needed)
+
+
+def _check_method(bundle: Bundle) -> str:
+    """The bundle's translator kind, or a clear error."""
+    kind = method_kind(bundle.card.method)
+    if kind is None:
+        raise BundleError(f"Bundle {bundle.path} uses method {bundle.card.method!r}, which is not one of the generative "
+                          f"translator kinds (<latent>-{{{','.join(KIND_GRAPHS)}}}): upgrade MRSynth.")
+    return kind
+
+
+class _GraphEngine:
+    """Shared attributes: ``card``, ``kind``, ``downsampling``; ``encode``/``decode`` via :meth:`run`."""
+
+    backend = ""
+    device = "cpu"
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.card = bundle.card
+        self.kind = _check_method(bundle)
+        try:
+            channels = bundle.card.networks["autoencoder"]["channels"]
+        except (KeyError, TypeError):
+            raise BundleError(f"Bundle {bundle.path} has no autoencoder architecture in its card: re-export it.") from None
+        self.downsampling = 2 ** (len(channels) - 1)
+
+    def run(self, graph: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """``(B, 1, Z, Y, X)`` → ``(B, L, z, y, x)``."""
+        return self.run("encoder", image=images)[0]
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """``(B, L, z, y, x)`` → ``(B, 1, Z, Y, X)``."""
+        return self.run("decoder", latents=latents)[0]
+
+
+class TorchGraphEngine(_GraphEngine):
+    """The bundle's graphs as torch modules (CPU or CUDA)."""
+
+    backend = "torch"
+
+    def __init__(self, bundle: Bundle, device: str = "auto") -> None:
+        super().__init__(bundle)
+        import torch
+        from safetensors.torch import load_file
+
+        from MRSynthLib.networks.graphs import build_part, graph_modules
+        from MRSynthLib.torch_backend import pick_device
+
+        self._torch = torch
+        self.torch_device = pick_device(device)
+        self.device = str(self.torch_device)
+        parts = {}
+        for name in KIND_PARTS[self.kind]:
+            try:
+                part = build_part(name, bundle.card.networks[name])
+                part.load_state_dict(load_file(str(bundle.weight_path(weight_file(name)))))
+            except (KeyError, TypeError, ValueError, RuntimeError) as error:
+                raise BundleError(f"Bundle {bundle.path} does not match its card ({str(error).splitlines()[0]}): "
+                                  f"re-export it.") from None
+            parts[name] = part.to(self.torch_device).eval()
+        self.parts = parts
+        self.graphs = graph_modules(parts)
+
+    def run(self, graph: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        torch = self._torch
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[name], dtype=np.float32)).to(self.torch_device)
+                for name in GRAPH_INPUTS[graph]]
+        with torch.inference_mode():
+            out = self.graphs[graph](*args)
+        outs = out if isinstance(out, tuple) else (out,)
+        return tuple(o.float().cpu().numpy() for o in outs)
+
+
+class OnnxGraphEngine(_GraphEngine):
+    """The bundle's exported ONNX graphs on onnxruntime (CPU); needs neither torch nor MONAI."""
+
+    backend = "onnx"
+
+    def __init__(self, bundle: Bundle, threads: int = 0) -> None:
+        super().__init__(bundle)
+        if not has_method_onnx_parts(bundle):
+            raise BundleError(f"Bundle {bundle.path} has no ONNX graphs for {bundle.card.method}: use --backend torch, or "
+                              f"re-export it with `mrsynth-train export`.")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MRSynthError("--backend onnx needs onnxruntime: pip install onnxruntime (or use --backend torch).") from None
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads > 0:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        graphs = bundle.card.networks["onnx"]["graphs"]
+        self.sessions = {}
+        for name in KIND_GRAPHS[self.kind]:
+            path = bundle.weight_path(graphs[name])
+            try:
+                self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as error:  # onnxruntime raises its own exception types
+                raise BundleError(f"ONNX graph {path} cannot be loaded ({str(error).splitlines()[0]}): re-export it.") from None
+
+    def run(self, graph: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        session = self.sessions[graph]
+        wanted = {i.name for i in session.get_inputs()}  # constant-folded inputs may be dropped by the exporter
+        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items() if k in wanted}
+        return tuple(session.run(None, feeds))
+
+
+_LOADED: dict[tuple, _GraphEngine] = {}
+
+
+def choose_backend(bundle: Bundle, backend: str = "auto", device: str = "auto") -> str:
+    """As :func:`MRSynthLib.backends.choose_backend`, with this method's graph list: ``auto`` → torch for
+    CUDA, else onnxruntime when the bundle has its ONNX graphs and onnxruntime is installed, else torch."""
+    from MRSynthLib.backends import BACKENDS, _torch_cuda_available
+    from MRSynthLib.onnx_backend import onnxruntime_available
+
+    if backend not in BACKENDS:
+        raise MRSynthError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}.")
+    if backend == "onnx" and device == "cuda":
+        raise MRSynthError("--backend onnx runs on the CPU only: use --backend torch for --device cuda.")
+    if backend != "auto":
+        return backend
+    if device == "cuda" or (device == "auto" and _torch_cuda_available()):
+        return "torch"
+    return "onnx" if has_method_onnx_parts(bundle) and onnxruntime_available() else "torch"
+
+
+def load_engine(bundle: Bundle, backend: str = "auto", device: str = "auto", threads: int = 0) -> _GraphEngine:
+    """The bundle's engine (torch or onnxruntime, see :func:`choose_backend`), loaded once per process."""
+    _check_method(bundle)
+    chosen = choose_backend(bundle, backend, device)
+    if threads < 0:
+        raise MRSynthError(f"--threads must be 0 (library default) or a positive number, not {threads}.")
+    key = (str(bundle.path.resolve()), bundle.sha256, chosen, device, threads)
+    if key in _LOADED:
+        return _LOADED[key]
+    _LOADED.clear()  # keep one model in memory at a time
+    if chosen == "onnx":
+        engine: _GraphEngine = OnnxGraphEngine(bundle, threads)
+    else:
+        try:
+            import torch
+        except ImportError:
+            raise MRSynthError(f"Bundle {bundle.card.name} needs PyTorch here (it has no ONNX graphs, or --backend torch "
+                               f"was given): pip install torch, or use a bundle with ONNX graphs.") from None
+        if threads > 0:
+            torch.set_num_threads(threads)
+        engine = TorchGraphEngine(bundle, device)
+    _LOADED[key] = engine
+    return engine
