@@ -9,6 +9,7 @@ so the GUI stays responsive and Cancel can stop it.
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Union
 
 import qt
@@ -534,8 +535,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic):
             missing = [str(r) for r in plan.missing] + ([f"torch{TORCH_VERSION_REQUIREMENT}"] if plan.needs_torch else [])
             raise DependencyError(f"Missing Python packages: {', '.join(missing)}; open the MRSynth module and press"
                                   " Apply once to install them.")
-        installed = ensure_dependencies(plan, installer, os.path.join(slicer.app.temporaryPath, "MRSynth")) \
-            if not plan.complete else False
+        installed = ensure_dependencies(plan, installer, Path(slicer.app.temporaryPath) / "MRSynth")
         self._dependenciesChecked.add(key)
         return installed
 
@@ -574,14 +574,10 @@ class MRSynthLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def showComparison(run, reference=None, region=None):
-        """Build error maps, metrics table, charts and the linked layout; show them when there is a GUI."""
+        """Build error maps, metrics table, charts and the linked layout (shown when there is a GUI)."""
         layoutManager = slicer.app.layoutManager()
         layoutNode = layoutManager.layoutLogic().GetLayoutNode() if layoutManager is not None else None
-        comparison = run.build(reference, region, layoutNode)
-        if layoutManager is not None and comparison.table is not None:
-            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(comparison.table.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
-        return comparison
+        return run.build(reference, region, layoutNode)
 
 
 #

@@ -1,26 +1,31 @@
 """Layout checks for the 3D Slicer extension (no Slicer needed).
 
-A Python file that the module CMakeLists.txt does not list works from a source
-checkout but is missing from the packaged extension. These tests keep the
-explicit lists honest. To print the up-to-date SCRIPTS block for
+A Python file (or model file) that the module CMakeLists.txt does not list works
+from a source checkout but is missing from the packaged extension. These tests
+keep the explicit lists honest. To print the up-to-date blocks for
 MRSynth/CMakeLists.txt:
 
     python Testing/test_extension_layout.py --print-scripts
+    python Testing/test_extension_layout.py --print-models
 """
 
 import argparse
 import ast
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO_ROOT / "MRSynth"
 LIB_DIR = REPO_ROOT / "MRSynthLib"
 MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
 TOP_CMAKE = REPO_ROOT / "CMakeLists.txt"
+MODELS_DIR = REPO_ROOT / "Resources" / "Models"
 MODULE_NAME = "MRSynth"
 
 # Folders inside MRSynth/ whose Python files are not module scripts.
@@ -83,6 +88,21 @@ def format_scripts_block():
     return "\n".join(lines)
 
 
+def expected_model_files():
+    """Every file a built-in bundle needs at run time: its card and the weight files the card pins."""
+    entries = []
+    for card_path in sorted(MODELS_DIR.glob("*/bundle.json")):
+        folder = card_path.parent
+        weights = json.loads(card_path.read_text())["weights"]
+        entries += [f"../Resources/Models/{folder.name}/{name}" for name in ["bundle.json", *sorted(weights)]]
+    return entries
+
+
+def format_models_block():
+    """The `set(MODULE_MODEL_FILES ...)` block for MRSynth/CMakeLists.txt."""
+    return "\n".join(["set(MODULE_MODEL_FILES", *[f"  {entry}" for entry in expected_model_files()], "  )"])
+
+
 def _strip_cmake_comments(text):
     """Drop `# ...` comments (outside double-quoted strings)."""
     out = []
@@ -125,8 +145,20 @@ def test_module_scripts_list_every_python_file():
 def test_module_resources_exist():
     resources = _cmake_set_values(MODULE_CMAKE.read_text(), "MODULE_PYTHON_RESOURCES")
     assert f"Resources/Icons/{MODULE_NAME}.png" in resources
+    assert f"Resources/UI/{MODULE_NAME}.ui" in resources
     missing = [entry for entry in resources if not (MODULE_DIR / entry).is_file()]
     assert not missing, f"MODULE_PYTHON_RESOURCES lists files that do not exist: {missing}"
+
+
+def test_built_in_model_files_are_listed():
+    """The built-in bundles ship with the extension (MRSynthLib.registry finds them next to the library)."""
+    listed = _cmake_set_values(MODULE_CMAKE.read_text(), "MODULE_MODEL_FILES")
+    expected = expected_model_files()
+    assert expected, "no built-in bundle in Resources/Models"
+    hint = "regenerate with: python Testing/test_extension_layout.py --print-models"
+    assert sorted(set(expected) - set(listed)) == [], f"model files missing from MODULE_MODEL_FILES; {hint}"
+    extra = [entry for entry in listed if entry not in expected or not (MODULE_DIR / entry).is_file()]
+    assert not extra, f"MODULE_MODEL_FILES lists files that are not needed or do not exist: {extra}; {hint}"
 
 
 def test_top_level_cmake_metadata():
@@ -187,6 +219,74 @@ def test_library_never_imports_slicer_qt_ctk_vtk():
     assert not offenders, "; ".join(offenders)
 
 
+def _installed_layout(root):
+    """Copy the listed files to ``root`` the way the extension build places them in qt-scripted-modules."""
+    text = MODULE_CMAKE.read_text()
+    for name in ("MODULE_PYTHON_SCRIPTS", "MODULE_PYTHON_RESOURCES", "MODULE_MODEL_FILES"):
+        for entry in _cmake_set_values(text, name):
+            source = MODULE_DIR / entry
+            target = root / entry.removeprefix("../")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    return root
+
+
+def test_installed_extension_imports_its_own_library_and_finds_the_built_in_models(tmp_path):
+    installed = _installed_layout(tmp_path / "qt-scripted-modules")
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(installed)!r})\n"
+        "import MRSynthLib, MRSynthSlicerLib\n"
+        "from MRSynthSlicerLib.models import installed_models\n"
+        "print(json.dumps({'lib': MRSynthLib.__file__, 'glue': MRSynthSlicerLib.__file__,\n"
+        "                  'models': [[m.name, str(m.path), m.error] for m in installed_models()]}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert Path(report["lib"]).is_relative_to(installed) and Path(report["glue"]).is_relative_to(installed)
+    built_in = [m for m in report["models"] if Path(m[1]).is_relative_to(installed)]
+    assert [m[0] for m in built_in] == sorted(p.parent.name for p in MODELS_DIR.glob("*/bundle.json"))
+    assert all(m[2] is None for m in built_in)
+    batch = subprocess.run([sys.executable, str(installed / "Scripts" / "batch.py"), "--", "--target", "t1ce"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert batch.returncode == 2 and "--input-dir" in batch.stderr
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+def test_module_cmakelists_configures_and_places_the_models(tmp_path):
+    """Configure MRSynth/CMakeLists.txt with stand-ins for the Slicer macros (no Slicer build needed)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "CMakeLists.txt").write_text(f"""
+cmake_minimum_required(VERSION 3.16)
+project(check NONE)
+set(Slicer_QTSCRIPTEDMODULES_LIB_DIR lib/qt-scripted-modules)
+set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR lib/qt-scripted-modules)
+function(slicerMacroBuildScriptedModule)
+  cmake_parse_arguments(MY "WITH_GENERIC_TESTS" "NAME" "SCRIPTS;RESOURCES" ${{ARGN}})
+  file(WRITE ${{CMAKE_BINARY_DIR}}/module_scripts.txt "${{MY_SCRIPTS}}")
+endfunction()
+function(ctkMacroCompilePythonScript)
+  cmake_parse_arguments(MY "NO_INSTALL_SUBDIR" "TARGET_NAME;SOURCE_DIR;DESTINATION_DIR;INSTALL_DIR" "SCRIPTS" ${{ARGN}})
+  file(WRITE ${{CMAKE_BINARY_DIR}}/lib_scripts.txt "${{MY_SCRIPTS}}")
+endfunction()
+function(slicer_add_python_unittest)
+endfunction()
+add_subdirectory({MODULE_DIR.as_posix()} MRSynth)
+""")
+    build = tmp_path / "build"
+    result = subprocess.run(["cmake", "-S", str(project), "-B", str(build)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    module_scripts = (build / "module_scripts.txt").read_text().split(";")
+    lib_scripts = (build / "lib_scripts.txt").read_text().split(";")
+    assert "MRSynth.py" in module_scripts and "Scripts/batch.py" in module_scripts
+    assert all(s.startswith("MRSynthLib/") for s in lib_scripts) and "MRSynthLib/cli.py" in lib_scripts
+    copied = sorted(p.relative_to(build / "lib" / "qt-scripted-modules").as_posix()
+                    for p in (build / "lib" / "qt-scripted-modules").rglob("*") if p.is_file())
+    assert copied == sorted(entry.removeprefix("../") for entry in expected_model_files())
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -197,11 +297,19 @@ def main(argv=None):
         action="store_true",
         help="print the set(MODULE_PYTHON_SCRIPTS ...) block for MRSynth/CMakeLists.txt",
     )
+    parser.add_argument(
+        "--print-models",
+        action="store_true",
+        help="print the set(MODULE_MODEL_FILES ...) block for MRSynth/CMakeLists.txt",
+    )
     args = parser.parse_args(argv)
-    if not args.print_scripts:
+    if not (args.print_scripts or args.print_models):
         parser.print_help()
         return 1
-    print(format_scripts_block())
+    if args.print_scripts:
+        print(format_scripts_block())
+    if args.print_models:
+        print(format_models_block())
     return 0
 
 

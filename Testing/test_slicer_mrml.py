@@ -8,11 +8,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_slicer_support import application_scene, oblique_image
+from test_slicer_support import application_scene, oblique_image, slicer
 
-from MRSynthLib.evaluation import absolute_error_image
-from MRSynthLib.metrics import evaluate_images
-from MRSynthLib.phantom import PhantomConfig, generate_phantom
+# isort: split
+
 from MRSynthSlicerLib import colors, display, layout, provenance, tables
 from MRSynthSlicerLib.compare import build_comparison, region_label_image
 from MRSynthSlicerLib.hierarchy import parent_item_of, place_under, subject_hierarchy
@@ -24,6 +23,10 @@ from MRSynthSlicerLib.volumes import (
     image_from_volume_node,
     same_geometry,
 )
+
+from MRSynthLib.evaluation import absolute_error_image
+from MRSynthLib.metrics import evaluate_images
+from MRSynthLib.phantom import PhantomConfig, generate_phantom
 
 # --------------------------------------------------------------------------- geometry
 
@@ -232,14 +235,18 @@ def test_comparison_nodes_metrics_table_charts_and_layout(phantom):
     series = chart.GetNthPlotSeriesNode(0)
     assert series.GetTableNodeID() == table.GetID()
     assert series.GetYColumnName() == "PSNR brain" and series.GetLabelColumnName() == "Model"
-    assert series.GetPlotType() == app_plot_bar()
+    assert series.GetPlotType() == slicer.vtkMRMLPlotSeriesNode.PlotTypeBar
 
-    # Layout: reference + 2 models on top, first input + 2 error maps below, all linked.
+    # Layout: reference + 2 models on top, first input + 2 error maps below, all linked; table + chart last.
     root = ET.fromstring(comparison.layout_description)
-    tags = [view.get("singletontag") for view in root.iter("view")]
+    views = list(root.iter("view"))
+    tags = [view.get("singletontag") for view in views if view.get("class") == "vtkMRMLSliceNode"]
     assert tags == [f"MRSynthCompare{i}" for i in range(1, 7)]
-    assert all(view.get("class") == "vtkMRMLSliceNode" for view in root.iter("view"))
-    assert [len(row.findall("./layout/item")) for row in root.findall("./item")] == [3, 3]
+    assert [(v.get("class"), v.get("singletontag")) for v in views[6:]] == [
+        ("vtkMRMLTableViewNode", layout.TABLE_VIEW_TAG), ("vtkMRMLPlotViewNode", layout.PLOT_VIEW_TAG)]
+    assert [len(row.findall("./layout/item")) for row in root.findall("./item")] == [3, 3, 2]
+    assert app.scene.GetSingletonNode(layout.TABLE_VIEW_TAG, "vtkMRMLTableViewNode").GetTableNodeID() == table.GetID()
+    assert app.scene.GetSingletonNode(layout.PLOT_VIEW_TAG, "vtkMRMLPlotViewNode").GetPlotChartNodeID() == chart.GetID()
     assert app.layout_node.GetViewArrangement() == layout.COMPARE_LAYOUT_ID
     assert app.layout_node.GetLayoutDescription(layout.COMPARE_LAYOUT_ID) == comparison.layout_description
     expected_backgrounds = [reference, synthetic["model-a"], synthetic["model-b"], first_input,
@@ -255,18 +262,13 @@ def cell(table, row, column):
     return table.GetTable().GetColumnByName(column).GetValue(row)
 
 
-def app_plot_bar():
-    from test_slicer_support import slicer
-
-    return slicer.vtkMRMLPlotSeriesNode.PlotTypeBar
-
-
 def test_comparison_without_reference_is_layout_only(phantom):
     app = application_scene()
     first_input = add_volume_node(app.scene, phantom.images["t1"], "t1")
     synthetic = {"m": add_volume_node(app.scene, phantom.images["t2"], "t2 (synthetic, m)")}
     comparison = build_comparison(app.scene, None, synthetic, first_input=first_input, layout_node=app.layout_node)
     assert comparison.table is None and comparison.errors == {} and comparison.charts == {}
+    assert "vtkMRMLTableViewNode" not in comparison.layout_description
     assert [[v.background for v in row] for row in comparison.views] == [[first_input, synthetic["m"]]]
 
 
@@ -286,8 +288,6 @@ def test_region_from_segmentation_equals_region_from_label_map(phantom):
     app = application_scene()
     grid = add_volume_node(app.scene, phantom.images["t1"], "t1")
     labelmap = add_volume_node(app.scene, phantom.labels, "labels", labelmap=True)
-    from test_slicer_support import slicer
-
     segmentation = app.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segments")
     segmentation.CreateDefaultDisplayNodes()
     assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)

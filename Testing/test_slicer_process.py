@@ -12,6 +12,8 @@ import psutil
 import pytest
 from test_slicer_support import REPO  # noqa: F401  (puts MRSynth/ on sys.path)
 
+# isort: split
+
 from MRSynthSlicerLib.commands import (
     OutputFiles,
     SynthesisOptions,

@@ -17,16 +17,19 @@ import SimpleITK as sitk
 from test_bundle import random_bundle
 from test_slicer_support import MODULE_DIR, REPO, application_scene
 
-from MRSynthLib.phantom import PhantomConfig, generate_phantom
-from MRSynthLib.synthesis import synthesize
+# isort: split
+
 from MRSynthSlicerLib import colors
 from MRSynthSlicerLib.commands import SynthesisOptions
 from MRSynthSlicerLib.compare import CompareRun
-from MRSynthSlicerLib.hierarchy import parent_item_of
+from MRSynthSlicerLib.hierarchy import parent_item_of, place_under
 from MRSynthSlicerLib.process import ProgressEvent
 from MRSynthSlicerLib.results import show_synthesis
 from MRSynthSlicerLib.synthesis_run import SynthesisRun
 from MRSynthSlicerLib.volumes import add_volume_node, array_from_volume_node, ijk_to_ras_of_node, same_geometry
+
+from MRSynthLib.phantom import PhantomConfig, generate_phantom
+from MRSynthLib.synthesis import synthesize
 
 INPUTS = ("t1", "t2", "flair")
 
@@ -46,8 +49,6 @@ def synthesized(tmp_path_factory):
     nodes = {}
     for contrast in INPUTS:
         nodes[contrast] = add_volume_node(app.scene, phantom.images[contrast], f"case-{contrast}")
-        from MRSynthSlicerLib.hierarchy import place_under
-
         place_under(app.scene, nodes[contrast], study)
     options = SynthesisOptions("t1ce", model=str(bundle), device="cpu", samples=2, seed=3)
     run = SynthesisRun(app.scene, nodes, options).start()

@@ -18,7 +18,15 @@ import numpy as np
 from MRSynthSlicerLib.commands import SynthesisOptions
 from MRSynthSlicerLib.display import configure_display, window_for
 from MRSynthSlicerLib.hierarchy import parent_item_of, place_under
-from MRSynthSlicerLib.layout import COMPARE_LAYOUT_ID, ViewSpec, compare_views, layout_xml, register_layout, show_views
+from MRSynthSlicerLib.layout import (
+    COMPARE_LAYOUT_ID,
+    ViewSpec,
+    compare_views,
+    layout_xml,
+    register_layout,
+    show_table_and_chart,
+    show_views,
+)
 from MRSynthSlicerLib.process import CANCELLED, FAILED, SUCCEEDED, LogEvent, Outcome, ProgressEvent
 from MRSynthSlicerLib.provenance import result_name
 from MRSynthSlicerLib.synthesis_run import SynthesisRun
@@ -147,11 +155,12 @@ def build_comparison(scene, reference, synthetic: dict[str, object], region_node
         regions = region_names(scores)
         charts = {metric: metric_chart(scene, table, metric, regions) for metric, _, _ in METRICS}
     views = compare_views(reference, synthetic, errors, first_input)
-    description = layout_xml(views)
+    description = layout_xml(views, results_row=table is not None)
     composites = []
     if layout_node is not None:
         register_layout(layout_node, description, COMPARE_LAYOUT_ID)
         composites = show_views(scene, views)
+        show_table_and_chart(scene, table, charts.get("psnr"))
     return Comparison(dict(synthetic), errors, scores, table, charts, views, description, composites)
 
 

@@ -2,7 +2,8 @@
 
 Row 1 shows the reference (or the first input) followed by each model's synthetic volume; with a
 reference, row 2 shows the first input followed by each model's error map, so every error map sits
-under its volume. All views are linked (and hot-linked), so scrolling or panning one moves them all.
+under its volume, and a last row shows the metrics table next to a chart. All slice views are linked
+(and hot-linked), so scrolling or panning one moves them all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from xml.sax.saxutils import quoteattr
 
 COMPARE_LAYOUT_ID = 5701  # custom layouts use large numbers; Slicer's built-in ones are far below
 VIEW_TAG_PREFIX = "MRSynthCompare"
+TABLE_VIEW_TAG = "MRSynthCompareTable"
+PLOT_VIEW_TAG = "MRSynthComparePlot"
 ORIENTATIONS = ("Axial", "Sagittal", "Coronal")
 
 
@@ -43,8 +46,12 @@ def compare_views(reference, synthetic: dict[str, object], errors: dict[str, obj
     return rows
 
 
-def layout_xml(rows: list[list[ViewSpec]], orientation: str = "Axial") -> str:
-    """Slicer layout description: a vertical stack of horizontal rows of slice views."""
+def layout_xml(rows: list[list[ViewSpec]], orientation: str = "Axial", results_row: bool = False) -> str:
+    """Slicer layout description: a vertical stack of horizontal rows of slice views.
+
+    ``results_row`` adds a last row with a table view (:data:`TABLE_VIEW_TAG`) and a plot view
+    (:data:`PLOT_VIEW_TAG`).
+    """
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation must be one of {', '.join(ORIENTATIONS)}, not {orientation!r}")
     if not rows or not all(rows):
@@ -65,6 +72,17 @@ def layout_xml(rows: list[list[ViewSpec]], orientation: str = "Axial") -> str:
             ]
         lines.append('  </layout>')
         lines.append(' </item>')
+    if results_row:
+        lines += [
+            ' <item>',
+            '  <layout type="horizontal">',
+            f'   <item><view class="vtkMRMLTableViewNode" singletontag="{TABLE_VIEW_TAG}">'
+            '<property name="viewlabel" action="default">T</property></view></item>',
+            f'   <item><view class="vtkMRMLPlotViewNode" singletontag="{PLOT_VIEW_TAG}">'
+            '<property name="viewlabel" action="default">P</property></view></item>',
+            '  </layout>',
+            ' </item>',
+        ]
     lines.append('</layout>')
     return "\n".join(lines)
 
@@ -108,3 +126,13 @@ def show_views(scene, rows: list[list[ViewSpec]]) -> list:
             composite.SetHotLinkedControl(True)
             composites.append(composite)
     return composites
+
+
+def show_table_and_chart(scene, table, chart) -> None:
+    """Put the metrics table and a chart into the layout's table and plot views (when the layout has them)."""
+    table_view = scene.GetSingletonNode(TABLE_VIEW_TAG, "vtkMRMLTableViewNode")
+    if table_view is not None and table is not None:
+        table_view.SetTableNodeID(table.GetID())
+    plot_view = scene.GetSingletonNode(PLOT_VIEW_TAG, "vtkMRMLPlotViewNode")
+    if plot_view is not None and chart is not None:
+        plot_view.SetPlotChartNodeID(chart.GetID())
