@@ -13,7 +13,7 @@ from MRSynthLib.errors import BundleError, MRSynthError
 from MRSynthLib.networks.autoencoder import AutoencoderConfig, FSQAutoencoder
 from MRSynthLib.networks.fusion import FusionConfig, FusionTranslator
 
-SUPPORTED_METHODS = ("fsq-fusion",)
+SUPPORTED_METHODS = ("fsq-fusion", "vq-fusion", "kl-fusion")  # <latent>-fusion: autoencoder latent kind + fusion translator
 
 
 def pick_device(device: str = "auto") -> torch.device:
