@@ -1,6 +1,9 @@
-"""Atomic file writes: a temp file in the target folder, then ``os.replace``.
+"""Atomic file writes: a temp file in the target folder, flushed to disk, then renamed onto the target.
 
-A run killed mid-write leaves either the old file or nothing, never a partial file.
+A run killed mid-write (or a power cut after the rename) leaves either the old file or nothing at the
+target, never a partial file; a killed run may leave its hidden ``.<name>.<random>.part<suffix>`` temp file.
+Without ``overwrite`` the final step is a hard link, which fails if another process created the target
+in the meantime, so even concurrent runs never replace each other's outputs.
 """
 
 from __future__ import annotations
@@ -36,10 +39,44 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
-        os.replace(tmp, target)
+        _fsync(tmp)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _link_new(tmp, target)
+        _fsync(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _link_new(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the name ``target`` only if nothing has that name yet (atomic on POSIX file systems)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise OutputError(f"Output {target} was created by another process meanwhile: pass --overwrite to replace it, "
+                          f"or choose another path.") from None
+    except OSError:  # no hard links on this file system (FAT, some network shares): check, then rename
+        if target.exists():
+            raise OutputError(f"Output {target} was created by another process meanwhile: pass --overwrite to "
+                              f"replace it, or choose another path.") from None
+        os.replace(tmp, target)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to disk; best effort where the OS does not support it."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -22,6 +22,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,8 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # script mode (--markd
 from conftest import REPO, blob_array, make_image  # noqa: E402
 from test_bundle import random_bundle  # noqa: E402
 
+from MRSynthLib.atomic import atomic_path  # noqa: E402
 from MRSynthLib.cli import main  # noqa: E402
-from MRSynthLib.imageio import grid_of, read_image  # noqa: E402
+from MRSynthLib.errors import InputImageError, OutputError  # noqa: E402
+from MRSynthLib.imageio import load_input, read_image  # noqa: E402
 
 SHAPE = (24, 24, 24)  # (z, y, x)
 SPACING = (5.0, 5.0, 5.0)
@@ -464,6 +467,45 @@ def test_no_traceback_reaches_a_real_terminal(workspace, name, tmp_path):
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith(ERROR_PREFIX) and culprit in errors[0], result.stderr
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("position", ["first", "straddles 1 MiB read", "last"])
+def test_non_finite_nifti_voxels_are_found_anywhere(tmp_path, suffix, position):
+    """ITK turns NaN into 0 when reading NIfTI; imageio scans the raw float64 voxels in 1 MiB reads."""
+    array = np.ones((64, 64, 64), np.float64)  # 2 MiB of voxels after the 352-byte header
+    array.flat[1] = 2.0
+    # the voxel covering byte 540 + 2**20 of the file, where the first 1 MiB read after the header ends
+    index = {"first": 0, "straddles 1 MiB read": (540 + 2**20 - 352) // 8, "last": array.size - 1}[position]
+    array.flat[index] = np.nan
+    path = tmp_path / f"nan{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(path))).flat[index] == 0  # what ITK alone would give
+    with pytest.raises(InputImageError, match="contains 1 NaN or infinite voxels"):
+        load_input(path, "input t1")
+
+
+def test_output_created_meanwhile_by_another_process_is_never_replaced(tmp_path):
+    """The existence check happens before the work; the final hard link refuses a file that appeared since."""
+    target = tmp_path / "syn.nii.gz"
+    with pytest.raises(OutputError, match="another process"):
+        with atomic_path(target) as temp:
+            temp.write_bytes(b"ours")
+            target.write_bytes(b"theirs")  # another run finished first
+    assert target.read_bytes() == b"theirs" and [p.name for p in tmp_path.iterdir()] == ["syn.nii.gz"]
+
+
+def test_main_restores_the_sigterm_handler():
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["models", "--json"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_docs_have_a_row_for_every_corpus_case():
+    """docs/RELIABILITY.md is regenerated with --markdown; at least its list of cases must be current."""
+    rows = {line.split("|")[1].strip() for line in (REPO / "docs" / "RELIABILITY.md").read_text().splitlines()
+            if line.startswith("| ") and line.count("|") >= 5}
+    assert {case.name for case in CORPUS} <= rows
 
 
 def corpus_markdown() -> str:
