@@ -40,10 +40,12 @@ def run_batch(args) -> int:
 
     bundle = resolve_model(args.model)
     target = canonical_contrast(args.target)
-    cases = discover_cases(args.input_dir, args.layout)
+    broken: list[tuple[str, str]] = []  # case folders that cannot be read as a case fail alone
+    cases = discover_cases(args.input_dir, args.layout, broken=broken)
     progress = Progress(args.progress)
-    rows = []
-    failed = 0
+    rows = [{"case": case_id, "status": "failed", "seconds": 0.0, "inputs": "", "output": "", "message": reason}
+            for case_id, reason in broken]
+    failed = len(broken)
     for number, case in enumerate(cases):
         progress(f"case {case.case_id}", number / len(cases))
         start = time.perf_counter()
@@ -75,17 +77,18 @@ def run_batch(args) -> int:
             row.update(status="failed", message=f"unexpected {type(error).__name__}: {error}")
         row["seconds"] = round(time.perf_counter() - start, 2)
         rows.append(row)
+    rows.sort(key=lambda r: r["case"])
     summary = Path(args.output_dir) / "summary.csv"
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
     write_text(summary, buffer.getvalue(), overwrite=True)
-    progress.done(summary=str(summary), failed=failed, cases=len(cases))
+    progress.done(summary=str(summary), failed=failed, cases=len(rows))
     if args.progress != "jsonl":
         ok = sum(r["status"] == "ok" for r in rows)
         skipped = sum(r["status"] == "skipped" for r in rows)
-        print(f"{len(cases)} cases: {ok} ok, {skipped} skipped, {failed} failed; summary: {summary}")
+        print(f"{len(rows)} cases: {ok} ok, {skipped} skipped, {failed} failed; summary: {summary}")
         for r in rows:
             if r["status"] == "failed":
                 print(f"  failed {r['case']}: {r['message']}")

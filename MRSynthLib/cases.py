@@ -121,15 +121,22 @@ def _case_from_folder(folder: Path, case_id: str, layout: str) -> Case | None:
     return Case(case_id, found, labels, brain_mask, layout)
 
 
-def _folder_cases(root: Path, layout: str) -> list[Case]:
+def _folder_cases(root: Path, layout: str, broken: list[tuple[str, str]] | None = None) -> list[Case]:
     """Cases of a per-folder layout: ``root`` itself when it directly holds contrast files (one
-    case named after it), else one case per subfolder that holds contrast files."""
+    case named after it), else one case per subfolder that holds contrast files. With ``broken``,
+    a subfolder that cannot be a case is appended to it as ``(case_id, reason)`` instead of raising."""
     single = _case_from_folder(root, root.name, layout)
     if single is not None:
         return [single]
     cases = []
     for folder in _subfolders(root):
-        case = _case_from_folder(folder, folder.name, layout)
+        try:
+            case = _case_from_folder(folder, folder.name, layout)
+        except ContrastError as error:
+            if broken is None:
+                raise
+            broken.append((folder.name, str(error)))
+            continue
         if case is not None:
             cases.append(case)
     return cases
@@ -227,7 +234,8 @@ def _detect_layout(root: Path) -> str:
 
 
 def discover_cases(
-    root: str | Path, layout: str = "auto", channel_map: dict[int, str] | None = None
+    root: str | Path, layout: str = "auto", channel_map: dict[int, str] | None = None,
+    broken: list[tuple[str, str]] | None = None,
 ) -> list[Case]:
     """All cases under ``root``, sorted by case id.
 
@@ -238,6 +246,8 @@ def discover_cases(
             ``<folder>_t1`` (any contrast alias), else plain.
         channel_map: nnU-Net channel index -> contrast, overriding ``dataset.json``; channels
             not listed are ignored.
+        broken: when given, case folders that cannot be used (two files for one contrast) are
+            appended here as ``(case_id, reason)`` and skipped, so the other cases still run.
 
     Raises:
         InputImageError: if ``root`` is not a folder or holds no case.
@@ -255,8 +265,8 @@ def discover_cases(
             f"`layout` must be auto or one of {', '.join(LAYOUTS)}, not {layout!r}."
         )
     chosen = _detect_layout(root) if layout == "auto" else layout
-    cases = _nnunet_cases(root, channel_map) if chosen == "nnunet" else _folder_cases(root, chosen)
-    if not cases:
+    cases = _nnunet_cases(root, channel_map) if chosen == "nnunet" else _folder_cases(root, chosen, broken)
+    if not cases and not broken:
         tried = f"layout {chosen}" + (" (detected automatically)" if layout == "auto" else "")
         raise InputImageError(
             f"Dataset folder {root} must contain cases, not none found with {tried}; expected "

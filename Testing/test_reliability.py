@@ -14,6 +14,7 @@ docs/RELIABILITY.md with the message each case returns.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import gzip
 import hashlib
@@ -493,6 +494,24 @@ def test_output_created_meanwhile_by_another_process_is_never_replaced(tmp_path)
             temp.write_bytes(b"ours")
             target.write_bytes(b"theirs")  # another run finished first
     assert target.read_bytes() == b"theirs" and [p.name for p in tmp_path.iterdir()] == ["syn.nii.gz"]
+
+
+def test_batch_case_with_two_files_for_one_contrast_fails_alone(workspace, tmp_path, capsys):
+    """A case folder that cannot be a case (t1 twice) is one failed row; the cases around it still run."""
+    data = tmp_path / "data"
+    for case_id in ("a", "b", "c"):
+        (data / case_id).mkdir(parents=True)
+        shutil.copy(workspace.t1, data / case_id / "t1.nii.gz")
+    shutil.copy(workspace.t2, data / "b" / "T1w.nii.gz")  # a second t1 (alias)
+    out = tmp_path / "out"
+    code = main(["batch", "--input-dir", str(data), "--target", "flair", "--output-dir", str(out), "--model",
+                 str(workspace.bundle), "--progress", "none"])
+    assert code == 1
+    rows = {row["case"]: row for row in csv.DictReader(open(out / "summary.csv"))}
+    assert [rows[c]["status"] for c in "abc"] == ["ok", "failed", "ok"]
+    assert "T1w.nii.gz and t1.nii.gz" in rows["b"]["message"] and "remove or rename one" in rows["b"]["message"]
+    assert (out / "c" / "flair_synthetic.nii.gz").exists() and not (out / "b").exists()
+    assert "3 cases: 2 ok, 0 skipped, 1 failed" in capsys.readouterr().out
 
 
 def test_main_restores_the_sigterm_handler():
