@@ -94,15 +94,61 @@ class ModelSpace:
         model_shape = tuple(reversed(self.model_grid.GetSize()))
         full = np.full(model_shape, background, dtype=np.float32)
         full[tuple(slice(c, c + s) for c, s in zip(self.crop_start, self.crop_shape))] = core
-        image = array_to_image(full, self.model_grid)
         if self.resampled:
-            interpolator = sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear
-            image = sitk.Resample(image, self.oriented_grid, sitk.Transform(), interpolator, background, sitk.sitkFloat32)
+            image = self._resample_to_oriented(full, interpolation, background)
+        else:
+            image = array_to_image(full, self.model_grid)
         original = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(self.reference.GetDirection())
-        image = sitk.DICOMOrient(image, original)
-        out = sitk.Image(image)
-        out.CopyInformation(self.reference)  # removes float rounding of the origin by the reorientation
-        return out
+        if original != CANONICAL_ORIENTATION:
+            image = sitk.DICOMOrient(image, original)
+        image.CopyInformation(self.reference)  # removes float rounding of the origin by the reorientation
+        return image
+
+    def _resample_to_oriented(self, full: np.ndarray, interpolation: str, background: float) -> sitk.Image:
+        """Resample a full model-grid array ``(z, y, x)`` onto the oriented reference grid.
+
+        Both grids share their direction, so linear interpolation is separable: it is done axis by axis in
+        numpy, only over the box the crop can reach (the rest is ``background``), with ITK's rules (a voxel
+        whose centre lies outside the model grid's buffer is ``background``; neighbours are clamped to it).
+        Same values as ``sitk.Resample`` up to float32 rounding, several times faster on large grids.
+        """
+        import SimpleITK as sitk
+
+        grid, model = self.oriented_grid, self.model_grid
+        if interpolation == "nearest" or not np.allclose(grid.GetDirection(), model.GetDirection(), atol=1e-9):
+            interpolator = sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear
+            return sitk.Resample(array_to_image(full, model), grid, sitk.Transform(), interpolator, background,
+                                 sitk.sitkFloat32)
+        direction = np.asarray(grid.GetDirection(), dtype=float).reshape(3, 3)
+        offset = direction.T @ (np.asarray(grid.GetOrigin()) - np.asarray(model.GetOrigin()))
+        first = (offset / np.asarray(model.GetSpacing()))[::-1]  # model continuous index of output index 0, (z, y, x)
+        step = (np.asarray(grid.GetSpacing()) / np.asarray(model.GetSpacing()))[::-1]
+        out_shape = tuple(reversed(grid.GetSize()))
+        out = np.full(out_shape, background, dtype=np.float32)
+        values, box = full, []
+        for axis in range(3):
+            n_in = full.shape[axis]
+            position = first[axis] + step[axis] * np.arange(out_shape[axis])
+            reach = np.nonzero((position >= self.crop_start[axis] - 1)
+                               & (position <= self.crop_start[axis] + self.crop_shape[axis]))[0]
+            if reach.size == 0:
+                return array_to_image(out, grid)
+            box.append(slice(int(reach[0]), int(reach[-1]) + 1))
+            position = position[box[-1]]
+            base = np.floor(position)
+            view = [1, 1, 1]
+            view[axis] = position.size
+            weight = (position - base).astype(np.float32).reshape(view)
+            low = np.clip(base, 0, n_in - 1).astype(np.intp)
+            high = np.clip(base + 1, 0, n_in - 1).astype(np.intp)
+            values = np.take(values, low, axis=axis) * (1 - weight) + np.take(values, high, axis=axis) * weight
+            outside = (position < -0.5) | (position > n_in - 0.5)
+            if outside.any():
+                index = [slice(None)] * 3
+                index[axis] = outside
+                values[tuple(index)] = background
+        out[tuple(box)] = values
+        return array_to_image(out, grid)
 
     def record(self) -> dict:
         """JSON-able summary of the forward transform (for provenance)."""
@@ -121,6 +167,8 @@ class ModelSpace:
 def _reorient(image: sitk.Image) -> sitk.Image:
     import SimpleITK as sitk
 
+    if sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) == CANONICAL_ORIENTATION:
+        return image  # already LPS: skip the copy (images are never modified in place here)
     return sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
 
 

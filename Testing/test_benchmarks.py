@@ -53,6 +53,7 @@ def test_flops_of_conv_convtranspose_gemm_with_dynamic_shapes(tmp_path):
     assert flops == 2 * (conv + transposed + gemm)
 
 
+@pytest.mark.slow
 def test_flops_of_the_default_bundle_match_torch_flop_counter():
     torch = pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
@@ -99,3 +100,46 @@ def test_quick_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
         assert heading in text
     for run in results["runs"]:
         assert f"| {run['label']} |" in text
+
+
+def _itk_to_reference(space, array, background):
+    """The whole-grid ITK resample that ``ModelSpace.to_reference`` replaced (linear, identity transform)."""
+    import SimpleITK as sitk
+
+    from MRSynthLib.imageio import array_to_image
+
+    core = array[tuple(slice(p, p + s) for p, s in zip(space.pad_before, space.crop_shape))]
+    full = np.full(tuple(reversed(space.model_grid.GetSize())), background, dtype=np.float32)
+    full[tuple(slice(c, c + s) for c, s in zip(space.crop_start, space.crop_shape))] = core
+    image = sitk.Resample(array_to_image(full, space.model_grid), space.oriented_grid, sitk.Transform(),
+                          sitk.sitkLinear, background, sitk.sitkFloat32)
+    orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(space.reference.GetDirection())
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(image, orientation))
+
+
+@pytest.mark.parametrize("grid", ["oblique", "head_fills_view", "ras", "anisotropic"])
+def test_separable_to_reference_matches_the_whole_grid_itk_resample(grid):
+    """The benchmark-driven speed-up of ``to_reference`` (numpy, only the reachable box) keeps ITK's values."""
+    import SimpleITK as sitk
+
+    from conftest import blob_array, make_image
+    from MRSynthLib.imageio import image_to_array
+    from MRSynthLib.preprocess import PreprocessSpec, to_model_space
+
+    image = make_image(blob_array((30, 34, 38)), spacing=(1.0, 1.1, 1.3))
+    if grid == "oblique":
+        rotation = np.asarray(sitk.Euler3DTransform((0, 0, 0), 0.2, -0.1, 0.3).GetMatrix()).reshape(3, 3)
+        image.SetDirection(tuple((rotation @ np.diag([-1.0, 1.0, -1.0])).ravel()))
+    elif grid == "head_fills_view":
+        image = sitk.RegionOfInterest(image, [26, 22, 18], [6, 6, 6])
+    elif grid == "ras":
+        image = sitk.DICOMOrient(image, "RAS")
+    else:
+        image.SetSpacing((0.7, 1.9, 2.9))
+    space = to_model_space({"t1": image}, PreprocessSpec(spacing=(2.0, 2.0, 2.0), margin_mm=2.0))
+    assert space.resampled
+    values = np.random.default_rng(0).random(space.shape).astype(np.float32) + 0.5
+    for background in (0.0, -3.0):
+        fast = space.to_reference(values, background=background)
+        assert fast.GetSize() == image.GetSize() and fast.GetOrigin() == image.GetOrigin()
+        np.testing.assert_allclose(image_to_array(fast), _itk_to_reference(space, values, background), atol=2e-6)
