@@ -158,7 +158,9 @@ def _check_file_bytes(p: Path, role: str) -> None:
                 length += len(block)
                 block = stream.read(1 << 20)
     except (OSError, EOFError, zlib.error) as error:
-        raise InputImageError(f"{role} file {p} is a damaged gzip archive ({error}): re-export or re-copy it.") from None
+        raise InputImageError(
+            f"{role} file {p} is a damaged gzip archive ({error}): re-export or re-copy it."
+        ) from None
     if layout is not None and length < layout.data_end:
         raise InputImageError(
             f"{role} file {p} is truncated ({length} of the {layout.data_end} bytes its header declares): "
@@ -166,7 +168,8 @@ def _check_file_bytes(p: Path, role: str) -> None:
         )
     if nonfinite:
         raise InputImageError(
-            f"{role} ({p}) contains {nonfinite} NaN or infinite voxels: fix or replace them (e.g. set them to 0) and retry."
+            f"{role} ({p}) contains {nonfinite} NaN or infinite voxels: fix or replace them (e.g. set them to 0) "
+            f"and retry."
         )
 
 

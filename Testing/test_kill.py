@@ -114,7 +114,8 @@ def case(tmp_path_factory):
     """Two tiny inputs and a random-weight bundle."""
     root = tmp_path_factory.mktemp("kill")
     for name, seed in (("t1", 0), ("t2", 1)):
-        sitk.WriteImage(make_image(blob_array((24, 24, 24), seed=seed), spacing=(5.0, 5.0, 5.0)), str(root / f"{name}.nii.gz"))
+        image = make_image(blob_array((24, 24, 24), seed=seed), spacing=(5.0, 5.0, 5.0))
+        sitk.WriteImage(image, str(root / f"{name}.nii.gz"))
     return root, random_bundle(root / "bundle")
 
 

@@ -160,7 +160,8 @@ def valid_images(draw) -> sitk.Image:
 
 
 @SETTINGS
-@given(valid_images(), st.sampled_from([".nii.gz", ".nii", ".nrrd", ".mha"]), st.sampled_from([".nii.gz", ".nrrd", ".mha"]))
+@given(valid_images(), st.sampled_from([".nii.gz", ".nii", ".nrrd", ".mha"]),
+       st.sampled_from([".nii.gz", ".nrrd", ".mha"]))
 def test_valid_images_load_and_round_trip(image, source_suffix, output_suffix):
     folder = _tmp()
     source = folder / f"in{source_suffix}"

@@ -359,11 +359,14 @@ CORPUS: tuple[Case, ...] = (
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_tampered_bundle(ws)), "translator.safetensors"),
          fix="re-copy the bundle"),
     Case("pickle as bundle", "a pickle whose loading would create a file",
-         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_pickle_bundle(ws)), "model.pkl"), fix="pickles are not accepted"),
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_pickle_bundle(ws)), "model.pkl"),
+         fix="pickles are not accepted"),
     Case("path-traversing zip as bundle", "zip holding ../../ESCAPED.safetensors",
-         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_traversing_zip(ws)), "bundle.zip"), fix="unpack it first"),
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_traversing_zip(ws)), "bundle.zip"),
+         fix="unpack it first"),
     Case("bundle card pointing outside", "bundle.json naming ../../ESCAPED.safetensors",
-         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_traversing_card(ws)), "ESCAPED"), fix="use a bundle exported by mrsynth-train"),
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model=_traversing_card(ws)), "ESCAPED"),
+         fix="use a bundle exported by mrsynth-train"),
     Case("unknown model", "--model no-such-model",
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", model="no-such-model"), "no-such-model"), fix="mrsynth models"),
     # outputs
@@ -450,7 +453,8 @@ def test_corpus_case(workspace, case, capfd):
     assert not any(workspace.root.parent.rglob("ESCAPED*"))
 
 
-SUBPROCESS_CASES = ("corrupted gzip (deflate)", "truncated .nii", "pickle as bundle", "existing output without --overwrite")
+SUBPROCESS_CASES = ("corrupted gzip (deflate)", "truncated .nii", "pickle as bundle",
+                    "existing output without --overwrite")
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
@@ -541,7 +545,8 @@ def corpus_markdown() -> str:
             argv, _ = case.build(ws, out)
             code, err = run_in_process(argv)
             line = next((ln for ln in err.splitlines() if ln.startswith(ERROR_PREFIX)), "")
-            message = line[len(ERROR_PREFIX):] if line else ("works: synthesized on the input's grid" if code == 0 else err)
+            works = "works: synthesized on the input's grid"
+            message = line[len(ERROR_PREFIX):] if line else (works if code == 0 else err)
             message = message.replace(str(ws.root), "…").replace("|", "\\|")
             rows.append(f"| {case.name} | {case.what} | {code} | {message} |")
     return "\n".join(rows) + "\n"
