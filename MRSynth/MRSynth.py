@@ -60,7 +60,7 @@ from MRSynthSlicerLib.dependencies import (  # noqa: E402
     plan_dependencies,
 )
 from MRSynthSlicerLib.models import installed_models  # noqa: E402
-from MRSynthSlicerLib.process import LogEvent, ProgressEvent  # noqa: E402
+from MRSynthSlicerLib.process import LogEvent, Outcome, ProgressEvent  # noqa: E402
 from MRSynthSlicerLib.results import show_synthesis  # noqa: E402
 from MRSynthSlicerLib.synthesis_run import SynthesisRun  # noqa: E402
 from MRSynthSlicerLib.validation import compare_blockers, synthesis_blockers  # noqa: E402
@@ -398,13 +398,18 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer.start()
 
     def onTimer(self):
-        for event in self._run.poll():
-            if isinstance(event, ProgressEvent):
-                self.ui.progressBar.value = int(round(1000 * event.overall))
-                self.ui.statusLabel.text = event.stage
-            elif isinstance(event, LogEvent):
-                self.ui.logTextEdit.appendPlainText(event.text)
-        outcome = self._run.outcome
+        try:
+            for event in self._run.poll():
+                if isinstance(event, ProgressEvent):
+                    self.ui.progressBar.value = int(round(1000 * event.overall))
+                    self.ui.statusLabel.text = event.stage
+                elif isinstance(event, LogEvent):
+                    self.ui.logTextEdit.appendPlainText(event.text)
+            outcome = self._run.outcome
+        except Exception as error:  # e.g. a result that cannot be imported: stop, never leave a process behind
+            logging.exception("MRSynth run failed")
+            self._run.cancel()
+            outcome = Outcome("failed", None, f"{type(error).__name__}: {error}")
         if outcome is not None:
             self._timer.stop()
             self._finishRun(outcome)
@@ -553,6 +558,10 @@ class MRSynthLogic(ScriptedLoadableModuleLogic):
             if not outcome.succeeded:
                 raise RuntimeError(outcome.error or f"The synthesis was {outcome.status}.")
             nodes = run.import_results()
+        except BaseException:
+            if run.outcome is None:  # timeout or interruption: never leave the child running
+                run.cancel()
+            raise
         finally:
             run.cleanup()
         if showResults:
@@ -567,7 +576,11 @@ class MRSynthLogic(ScriptedLoadableModuleLogic):
     def compare(self, inputs, models, options, reference=None, region=None, timeout=None):
         """Blocking comparison for scripts: returns ``MRSynthSlicerLib.compare.Comparison``."""
         run = self.startComparison(inputs, models, options)
-        outcome = run.wait(timeout)
+        try:
+            outcome = run.wait(timeout)
+        except BaseException:
+            run.cancel()
+            raise
         if not outcome.succeeded:
             raise RuntimeError(outcome.error or f"The comparison was {outcome.status}.")
         return self.showComparison(run, reference, region)
@@ -599,6 +612,15 @@ class MRSynthTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_CompareOnPhantom()
 
+    def _packagesReady(self, options, model):
+        """Install missing packages (asks first); under ctest (testing mode) skip instead of installing."""
+        plan = plan_dependencies(options.device, options.backend, model.has_onnx)
+        if not plan.complete and slicer.app.testingEnabled():
+            self.delayDisplay("Skipped: Python packages missing (%s)" % ", ".join(str(r) for r in plan.missing))
+            return False
+        MRSynthLogic().ensureDependencies(options, model, SlicerInstaller())
+        return True
+
     def _phantomVolumes(self):
         from MRSynthSlicerLib.volumes import add_volume_node
 
@@ -625,7 +647,8 @@ class MRSynthTest(ScriptedLoadableModuleTest):
         logic = MRSynthLogic()
         model = logic.models()[0]
         options = SynthesisOptions("t1ce", model=model.name, device="cpu", samples=2)
-        logic.ensureDependencies(options, model, SlicerInstaller())
+        if not self._packagesReady(options, model):
+            return
         inputs = {c: volumes[c] for c in ("t1", "t2", "flair")}
         nodes = logic.synthesize(inputs, options, timeout=600)
         self.assertEqual(nodes.synthetic.GetName(), f"t1ce (synthetic, {model.name})")
@@ -642,7 +665,8 @@ class MRSynthTest(ScriptedLoadableModuleTest):
         logic = MRSynthLogic()
         model = logic.models()[0]
         options = SynthesisOptions("t1ce", device="cpu")
-        logic.ensureDependencies(options, model, SlicerInstaller())
+        if not self._packagesReady(options, model):
+            return
         comparison = logic.compare({c: volumes[c] for c in ("t1", "t2", "flair")}, [model.name], options,
                                    reference=volumes["t1ce"], region=labels, timeout=600)
         self.assertEqual(comparison.table.GetNumberOfRows(), 1)

@@ -1,6 +1,7 @@
 """End to end outside Slicer: volume nodes → child process (the real CLI) → result nodes; compare; batch script.
 
-Uses a tiny random-weight bundle (plumbing only, never an image-quality result) on a 24³ phantom.
+Uses tiny random-weight bundles (plumbing only, never an image-quality result) on 24³ phantoms: one with
+ONNX graphs (the CPU path Slicer users get, no torch in the child) and, in Compare, one torch-only bundle.
 """
 
 from __future__ import annotations
@@ -39,10 +40,18 @@ def _phantom():
 
 
 @pytest.fixture(scope="module")
-def synthesized(tmp_path_factory):
+def onnx_bundle(tmp_path_factory):
+    """A random-weight bundle with ONNX graphs (exported and parity-checked by the training package)."""
+    from training.onnx_export import add_onnx_parts
+
+    return add_onnx_parts(random_bundle(tmp_path_factory.mktemp("onnx") / "bundle", name="random-onnx"))
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory, onnx_bundle):
     """One real child-process synthesis (samples 2, contribution maps) of nodes placed in a study."""
     root = tmp_path_factory.mktemp("slicer-e2e")
-    bundle = random_bundle(root / "bundle")
+    bundle = onnx_bundle
     phantom = _phantom()
     app = application_scene()
     study = app.study()
@@ -62,7 +71,8 @@ def synthesized(tmp_path_factory):
     assert outcome.succeeded, outcome.error
     results = run.import_results()
     # The same synthesis in this process, straight from the exchanged files (deterministic pass).
-    direct = synthesize({c: run.work_dir / "inputs" / f"{c}.nrrd" for c in INPUTS}, "t1ce", model=bundle, device="cpu")
+    direct = synthesize({c: run.work_dir / "inputs" / f"{c}.nrrd" for c in INPUTS}, "t1ce", model=bundle, device="cpu",
+                        backend="onnx")
     run.cleanup()
     return dict(app=app, study=study, inputs=nodes, run=run, events=events, outcome=outcome, results=results,
                 direct=direct, bundle=bundle)
@@ -70,10 +80,10 @@ def synthesized(tmp_path_factory):
 
 def test_outputs_are_on_the_inputs_grid_with_the_right_names(synthesized):
     results, inputs = synthesized["results"], synthesized["inputs"]
-    assert results.synthetic.GetName() == "t1ce (synthetic, random-test)"
-    assert results.uncertainty.GetName() == "t1ce uncertainty (synthetic, random-test)"
+    assert results.synthetic.GetName() == "t1ce (synthetic, random-onnx)"
+    assert results.uncertainty.GetName() == "t1ce uncertainty (synthetic, random-onnx)"
     assert {c: n.GetName() for c, n in results.contributions.items()} == {
-        c: f"t1ce contribution of {c} (synthetic, random-test)" for c in INPUTS}
+        c: f"t1ce contribution of {c} (synthetic, random-onnx)" for c in INPUTS}
     reference = ijk_to_ras_of_node(inputs["t1"])
     for node in results.all_nodes():
         assert same_geometry(ijk_to_ras_of_node(node), reference, tolerance=1e-9), node.GetName()
@@ -98,7 +108,8 @@ def test_progress_events_reach_one_in_order(synthesized):
 def test_provenance_attributes_come_from_the_sidecar(synthesized):
     node = synthesized["results"].synthetic
     assert node.GetAttribute("MRSynth.notice") == "SYNTHETIC - not for diagnosis"
-    assert node.GetAttribute("MRSynth.model") == "random-test"
+    assert node.GetAttribute("MRSynth.model") == "random-onnx"
+    assert node.GetAttribute("MRSynth.backend") == "onnx"  # the CPU path: no torch in the child
     assert node.GetAttribute("MRSynth.modelVersion") == "0.0.0"
     assert node.GetAttribute("MRSynth.kind") == "synthetic"
     assert node.GetAttribute("MRSynth.target") == "t1ce"
@@ -166,22 +177,23 @@ def test_cancelling_a_real_synthesis(tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_run_two_models_against_the_real_contrast(tmp_path):
+def test_compare_run_two_models_against_the_real_contrast(tmp_path, onnx_bundle):
     app = application_scene()
     phantom = _phantom()
     nodes = {c: add_volume_node(app.scene, phantom.images[c], c) for c in ("t1", "t2")}
     reference = add_volume_node(app.scene, phantom.images["t1ce"], "t1ce real")
-    models = [str(random_bundle(tmp_path / "a", name="random-a")), str(random_bundle(tmp_path / "b", name="random-b"))]
+    models = [str(onnx_bundle), str(random_bundle(tmp_path / "b", name="random-torch"))]  # onnx, then torch
     run = CompareRun(app.scene, nodes, models, SynthesisOptions("t1ce", device="cpu", samples=8)).start()
     outcome = run.wait(timeout=240)
     assert outcome.succeeded, outcome.error
     comparison = run.build(reference, None, app.layout_node)
-    assert list(comparison.synthetic) == ["random-a", "random-b"]
-    assert [n.GetName() for n in comparison.synthetic.values()] == ["t1ce (synthetic, random-a)",
-                                                                   "t1ce (synthetic, random-b)"]
+    assert list(comparison.synthetic) == ["random-onnx", "random-torch"]
+    assert [n.GetName() for n in comparison.synthetic.values()] == ["t1ce (synthetic, random-onnx)",
+                                                                   "t1ce (synthetic, random-torch)"]
+    assert [n.GetAttribute("MRSynth.backend") for n in comparison.synthetic.values()] == ["onnx", "torch"]
     assert all(n.GetAttribute("MRSynth.samples") == "1" for n in comparison.synthetic.values())  # no maps in Compare
     assert comparison.table.GetNumberOfRows() == 2
-    assert set(comparison.errors) == {"random-a", "random-b"}
+    assert set(comparison.errors) == {"random-onnx", "random-torch"}
     assert app.scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 3
 
 
@@ -201,11 +213,11 @@ def _run_batch_script(args, cwd):
 
 
 @pytest.mark.slow
-def test_batch_script_exit_code_reflects_failures(tmp_path):
+def test_batch_script_exit_code_reflects_failures(tmp_path, onnx_bundle):
     data = tmp_path / "data"
     _brats_case(data, "BraTS-GLI-00001-000", 1)
     _brats_case(data, "BraTS-GLI-00002-000", 2, broken=True)
-    bundle = random_bundle(tmp_path / "bundle")
+    bundle = onnx_bundle
     out = tmp_path / "out"
     result = _run_batch_script(["--", "--input-dir", str(data), "--target", "t1ce", "--output-dir", str(out),
                                 "--model", str(bundle), "--device", "cpu", "--progress", "none"], tmp_path)

@@ -83,7 +83,7 @@ def kill_process_tree(process: subprocess.Popen, timeout: float = CANCEL_TIMEOUT
         try:
             parent = psutil.Process(process.pid)
             victims = [parent] + parent.children(recursive=True)
-        except psutil.NoSuchProcess:
+        except psutil.Error:  # already gone, or not ours to inspect
             victims = []
     if os.name == "posix":
         try:
@@ -95,7 +95,7 @@ def kill_process_tree(process: subprocess.Popen, timeout: float = CANCEL_TIMEOUT
     for victim in victims:
         try:
             victim.kill()
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             pass
     try:
         process.wait(timeout=max(deadline - time.monotonic(), 0.01))
