@@ -49,11 +49,12 @@ def haar_idwt(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
 
 
 def _conv(spatial_dims: int, channels: int, groups: int) -> nn.Module:
+    """3-wide conv, activation, 1-wide conv (the second conv is pointwise to halve the cost)."""
     conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
     return nn.Sequential(
         conv(channels, channels, 3, padding=1, groups=groups),
         nn.LeakyReLU(0.1),
-        conv(channels, channels, 3, padding=1, groups=groups),
+        conv(channels, channels, 1, groups=groups),
     )
 
 
