@@ -47,11 +47,19 @@ class Schedule:
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.kind!r}")
 
-    def alpha(self, t: float) -> float:
-        return math.cos(math.pi * t / 2) if self.kind == "cosine" else 1.0 - t
+    def alpha(self, t):
+        """``alpha(t)`` for a float or an array of times."""
+        return np.cos(np.pi * t / 2) if self.kind == "cosine" else 1.0 - t
 
-    def sigma(self, t: float) -> float:
-        return math.sin(math.pi * t / 2) if self.kind == "cosine" else t
+    def sigma(self, t):
+        return np.sin(np.pi * t / 2) if self.kind == "cosine" else t
+
+    def velocity_coefficients(self, t) -> tuple:
+        """``(c_x0, c_eps)`` with ``v = c_x0 * x0 + c_eps * eps`` (floats, or arrays shaped like ``t``)."""
+        if self.kind == "cosine":
+            return -self.sigma(t), self.alpha(t)
+        one = np.ones_like(t, dtype=float) if np.ndim(t) else 1.0
+        return -one, one
 
     @property
     def velocity_scale(self) -> float:
@@ -63,9 +71,8 @@ class Schedule:
 
     def velocity(self, x0: np.ndarray, eps: np.ndarray, t: float) -> np.ndarray:
         """The training target ``v`` for data ``x0`` and noise ``eps`` at ``t``."""
-        if self.kind == "cosine":
-            return (self.alpha(t) * eps - self.sigma(t) * x0).astype(np.float32)
-        return (eps - x0).astype(np.float32)
+        c_x0, c_eps = self.velocity_coefficients(t)
+        return (c_x0 * x0 + c_eps * eps).astype(np.float32)
 
     def split(self, x: np.ndarray, v: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
         """``(x0, eps)`` implied by ``x_t`` and a velocity ``v`` at ``t``."""

@@ -76,11 +76,11 @@ def has_method_onnx_parts(bundle: Bundle) -> bool:
     return bool(needed) and isinstance(meta, dict) and all(name in meta.get("graphs", {}) for name in needed)
 
 
-def _check_method(bundle: Bundle) -> str:
-    """The bundle's translator kind, or a clear error."""
-    kind = method_kind(bundle.card.method)
+def _check_method(card, origin) -> str:
+    """The card's translator kind, or a clear error."""
+    kind = method_kind(card.method)
     if kind is None:
-        raise BundleError(f"Bundle {bundle.path} uses method {bundle.card.method!r}, which is not one of the generative "
+        raise BundleError(f"Bundle {origin} uses method {card.method!r}, which is not one of the generative "
                           f"translator kinds (<latent>-{{{','.join(KIND_GRAPHS)}}}): upgrade MRSynth.")
     return kind
 
@@ -91,14 +91,13 @@ class _GraphEngine:
     backend = ""
     device = "cpu"
 
-    def __init__(self, bundle: Bundle) -> None:
-        self.bundle = bundle
-        self.card = bundle.card
-        self.kind = _check_method(bundle)
+    def __init__(self, card, origin) -> None:
+        self.card = card
+        self.kind = _check_method(card, origin)
         try:
-            channels = bundle.card.networks["autoencoder"]["channels"]
+            channels = card.networks["autoencoder"]["channels"]
         except (KeyError, TypeError):
-            raise BundleError(f"Bundle {bundle.path} has no autoencoder architecture in its card: re-export it.") from None
+            raise BundleError(f"Bundle {origin} has no autoencoder architecture in its card: re-export it.") from None
         self.downsampling = 2 ** (len(channels) - 1)
 
     def run(self, graph: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:  # pragma: no cover - abstract
@@ -119,16 +118,12 @@ class TorchGraphEngine(_GraphEngine):
     backend = "torch"
 
     def __init__(self, bundle: Bundle, device: str = "auto") -> None:
-        super().__init__(bundle)
-        import torch
+        super().__init__(bundle.card, bundle.path)
         from safetensors.torch import load_file
 
-        from MRSynthLib.networks.graphs import build_part, graph_modules
-        from MRSynthLib.torch_backend import pick_device
+        from MRSynthLib.networks.graphs import build_part
 
-        self._torch = torch
-        self.torch_device = pick_device(device)
-        self.device = str(self.torch_device)
+        self._set_device(device)
         parts = {}
         for name in KIND_PARTS[self.kind]:
             try:
@@ -137,9 +132,34 @@ class TorchGraphEngine(_GraphEngine):
             except (KeyError, TypeError, ValueError, RuntimeError) as error:
                 raise BundleError(f"Bundle {bundle.path} does not match its card ({str(error).splitlines()[0]}): "
                                   f"re-export it.") from None
-            parts[name] = part.to(self.torch_device).eval()
-        self.parts = parts
-        self.graphs = graph_modules(parts)
+            parts[name] = part
+        self._set_parts(parts)
+
+    @classmethod
+    def from_parts(cls, card, parts: dict, device: str = "cpu") -> TorchGraphEngine:
+        """An engine over networks already in memory (e.g. validation during training through this
+        very inference path). ``card`` needs ``method``, ``name`` and ``networks``; ``parts`` are used as
+        they are (moved to ``device`` and set to eval mode; the caller restores train mode)."""
+        engine = cls.__new__(cls)
+        _GraphEngine.__init__(engine, card, f"(in memory: {card.name})")
+        engine._set_device(device)
+        engine._set_parts(parts)
+        return engine
+
+    def _set_device(self, device: str) -> None:
+        import torch
+
+        from MRSynthLib.torch_backend import pick_device
+
+        self._torch = torch
+        self.torch_device = pick_device(device)
+        self.device = str(self.torch_device)
+
+    def _set_parts(self, parts: dict) -> None:
+        from MRSynthLib.networks.graphs import graph_modules
+
+        self.parts = {name: part.to(self.torch_device).eval() for name, part in parts.items()}
+        self.graphs = graph_modules(self.parts)
 
     def run(self, graph: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         torch = self._torch
@@ -157,7 +177,7 @@ class OnnxGraphEngine(_GraphEngine):
     backend = "onnx"
 
     def __init__(self, bundle: Bundle, threads: int = 0) -> None:
-        super().__init__(bundle)
+        super().__init__(bundle.card, bundle.path)
         if not has_method_onnx_parts(bundle):
             raise BundleError(f"Bundle {bundle.path} has no ONNX graphs for {bundle.card.method}: use --backend torch, or "
                               f"re-export it with `mrsynth-train export`.")
@@ -209,7 +229,7 @@ def choose_backend(bundle: Bundle, backend: str = "auto", device: str = "auto") 
 
 def load_engine(bundle: Bundle, backend: str = "auto", device: str = "auto", threads: int = 0) -> _GraphEngine:
     """The bundle's engine (torch or onnxruntime, see :func:`choose_backend`), loaded once per process."""
-    _check_method(bundle)
+    _check_method(bundle.card, bundle.path)
     chosen = choose_backend(bundle, backend, device)
     if threads < 0:
         raise MRSynthError(f"--threads must be 0 (library default) or a positive number, not {threads}.")

@@ -11,6 +11,7 @@ from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.fusion import FusionConfig
 from MRSynthLib.preprocess import PreprocessSpec
 from training.loss_config import Stage1LossConfig
+from training.stage2_config import MethodConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -187,6 +188,7 @@ class TrainConfig:
     stage1: OptimConfig = field(default_factory=OptimConfig)
     stage1_loss: Stage1LossConfig = field(default_factory=Stage1LossConfig)
     stage2: OptimConfig = field(default_factory=OptimConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)  # stage-2 translator kind (training.stage2_config)
 
     def to_dict(self) -> dict:
         return {
@@ -201,6 +203,8 @@ class TrainConfig:
             "stage1": _plain(dataclasses.asdict(self.stage1)),
             "stage1_loss": _plain(dataclasses.asdict(self.stage1_loss)),
             "stage2": _plain(dataclasses.asdict(self.stage2)),
+            # absent by default, so run folders of fusion configs keep resolving equal
+            **({"method": _plain(dataclasses.asdict(self.method))} if self.method != MethodConfig() else {}),
         }
 
 

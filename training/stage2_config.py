@@ -1,0 +1,104 @@
+"""The ``method`` section of a training config: which stage-2 translator kind to train, and how.
+
+``kind``: ``fusion`` (the any-subset gated fusion translator, :mod:`training.stage2`), ``ldm`` (latent
+diffusion guided by a fusion translator), ``cyclegan`` (unpaired, one source → one target) or
+``targetcode`` (one shared translator with a one-hot target code). The bundle's method is
+``<autoencoder latent>-<kind>``, e.g. ``fsq-ldm``.
+
+``stage1_from`` names a bundle (built-in name or folder) whose autoencoder is used frozen instead of
+this run's stage 1; ``fusion_from`` (``ldm`` only) names a bundle whose fusion translator provides the
+structure guide instead of training one in this run first. The networks' ``latent_channels``,
+``spatial_dims`` and slot order (``contrasts``) always follow the autoencoder and ``translator.contrasts``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from MRSynthLib.networks.autoencoder import AutoencoderConfig
+from MRSynthLib.networks.cyclegan import GeneratorConfig
+from MRSynthLib.networks.denoiser import DenoiserConfig
+from MRSynthLib.networks.targetcode import TargetCodeConfig
+from MRSynthLib.samplers import SamplingConfig
+
+KINDS = ("fusion", "ldm", "cyclegan", "targetcode")
+
+
+@dataclass(frozen=True)
+class LDMTrainConfig:
+    """Latent diffusion: the denoiser architecture, the noise path and the default sampler.
+
+    ``sampling.schedule``: ``cosine`` = DDPM (continuous-time, variance preserving) with v-prediction;
+    ``linear`` = rectified flow. ``sampling.latent_scale`` is measured on the training latents (1 / std)
+    when ``measure_latent_scale`` is on. Validation samples with ``validation_steps`` DDIM steps.
+    """
+
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    measure_latent_scale: bool = True
+    validation_steps: int = 10
+
+    def denoiser_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> DenoiserConfig:
+        """The denoiser's architecture with the latent size and slot order of the networks it works with."""
+        return dataclasses.replace(self.denoiser, spatial_dims=autoencoder.spatial_dims,
+                                   latent_channels=autoencoder.latent_channels, contrasts=tuple(slots))
+
+
+@dataclass(frozen=True)
+class CycleGANTrainConfig:
+    """Latent CycleGAN: LSGAN + cycle + identity losses; ``instance_noise`` (std) is added to real and
+    fake latents before the critics, so quantised real codes cannot be told from continuous fakes by
+    their rounding alone."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator_channels: int = 32
+    discriminator_layers: int = 2
+    adversarial_weight: float = 1.0
+    cycle_weight: float = 10.0
+    identity_weight: float = 5.0
+    instance_noise: float = 0.1
+    discriminator_lr: float = 0.0  # 0 = stage2.lr
+
+    def generator_for(self, autoencoder: AutoencoderConfig) -> GeneratorConfig:
+        return dataclasses.replace(self.generator, spatial_dims=autoencoder.spatial_dims,
+                                   latent_channels=autoencoder.latent_channels)
+
+    def __post_init__(self) -> None:
+        if self.generator.source == self.generator.target:
+            raise ValueError(f"generator.source and generator.target must differ, not both {self.generator.source!r}")
+
+
+@dataclass(frozen=True)
+class TargetCodeTrainConfig:
+    """Target-code translator: Gaussian negative log-likelihood of the target latent (mean and
+    log-variance) on random (source, target) pairs, plus L1 of the decoded mean image."""
+
+    network: TargetCodeConfig = field(default_factory=TargetCodeConfig)
+    nll_weight: float = 1.0
+    image_weight: float = 1.0
+
+    def network_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> TargetCodeConfig:
+        return dataclasses.replace(self.network, spatial_dims=autoencoder.spatial_dims,
+                                   latent_channels=autoencoder.latent_channels, contrasts=tuple(slots))
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    kind: str = "fusion"
+    stage1_from: str = ""
+    fusion_from: str = ""
+    ldm: LDMTrainConfig = field(default_factory=LDMTrainConfig)
+    cyclegan: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
+    targetcode: TargetCodeTrainConfig = field(default_factory=TargetCodeTrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.fusion_from and self.kind != "ldm":
+            raise ValueError(f"fusion_from is only used by kind ldm, not {self.kind!r}: remove it")
+
+    @property
+    def stage(self) -> str:
+        """The run-folder stage of this kind's translator."""
+        return "stage2" if self.kind == "fusion" else f"stage2_{self.kind}"
