@@ -77,6 +77,14 @@ def stage1_summary(config: TrainConfig) -> dict:
     }
 
 
+def _stage1_origin(run: RunFolder) -> dict:
+    """``{"stage1_origin": ...}`` when stage 1 was taken from another bundle (``training.seed_stage1``), else ``{}``."""
+    import json
+
+    path = run.root / "stage1" / "origin.json"
+    return {"stage1_origin": json.loads(path.read_text(encoding="utf-8"))} if path.exists() else {}
+
+
 def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: bool = False) -> Path:
     """Write ``output/`` (a bundle folder) from the run's best stage-1 and stage-2 weights.
 
@@ -121,6 +129,7 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
                 "stage1_steps": config.stage1.steps,
                 "stage1": stage1_summary(config),
                 "stage2_steps": config.stage2.steps,
+                **_stage1_origin(run),
             },
             validation={
                 "protocol": (

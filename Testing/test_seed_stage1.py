@@ -1,0 +1,42 @@
+"""Starting a run from an existing bundle's autoencoder (stage 2 only training)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from MRSynthLib.networks.autoencoder import AutoencoderConfig
+from Testing.test_bundle import random_bundle
+from training.config import ConfigError
+from training.seed_stage1 import main, seed_stage1
+
+
+def _config(tmp_path, channels):
+    path = tmp_path / "cfg.yaml"
+    ae = AutoencoderConfig(channels=channels, fsq_levels=(5, 5, 5, 5)).to_dict()
+    path.write_text(yaml.safe_dump({"name": "seeded", "autoencoder": ae, "translator": {"latent_channels": 4}}))
+    return path
+
+
+def test_seeded_checkpoint_holds_the_bundle_autoencoder_and_its_origin(tmp_path):
+    from safetensors.torch import load_file
+
+    bundle = random_bundle(tmp_path / "bundle")  # channels (4, 4, 4), FSQ (5, 5, 5, 5)
+    checkpoint = seed_stage1(bundle, str(_config(tmp_path, (4, 4, 4))), tmp_path / "run")
+    state = torch.load(checkpoint, weights_only=True)["model"]
+    expected = load_file(str(bundle / "autoencoder.safetensors"))
+    assert set(state) == set(expected)
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    origin = json.loads((tmp_path / "run" / "stage1" / "origin.json").read_text())
+    assert origin["bundle"]["name"] == "random-test" and len(origin["bundle"]["sha256"]) == 64
+
+
+def test_architecture_mismatch_is_one_clear_error(tmp_path, capsys):
+    bundle = random_bundle(tmp_path / "bundle")
+    with pytest.raises(ConfigError, match="autoencoder section differs"):
+        seed_stage1(bundle, str(_config(tmp_path, (4, 8))), tmp_path / "run")
+    assert main(["--bundle", str(bundle), "--config", str(_config(tmp_path, (4, 8))), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "differs" in capsys.readouterr().err
