@@ -67,13 +67,13 @@ def full_plan(include_real: bool = True) -> BenchPlan:
         CaseSpec("large", (256, 256, 200), upsample=2,
                  description="512x512x400 at 0.5 mm (a 1 mm phantom of 256x256x200 resampled), the three inputs on one grid"),
     ]
-    runs = (_grid("brats", ("torch", "onnx"), (1, 8), (2, 1))
-            + _grid("head", ("torch", "onnx"), (1, 8), (2,)))
+    runs = (_grid("brats", ("torch", "onnx"), (1, 8), (2,)) + _grid("brats", ("torch", "onnx"), (1,), (1,))
+            + _grid("head", ("torch", "onnx"), (1,), (2,)) + [RunConfig("head", "onnx", 8, 2)])
     if include_real and REAL_BRATS_CASE.is_dir():
         cases.append(ExistingCase("brats-real", REAL_BRATS_CASE,
                                   "real BraTS 2023 case brats-gli-00001 (240x240x155 at 1 mm, int16, skull-stripped)"))
         runs += _grid("brats-real", ("torch", "onnx"), (1,), (2,))
-    runs += [RunConfig("large", "onnx", 1, 2), RunConfig("large", "onnx", 1, 2, window=64)]
+    runs += [RunConfig("large", "onnx", 1, 2), RunConfig("large", "onnx", 1, 2, window=80)]
     return BenchPlan("full", tuple(cases), tuple(runs), ConvProbe(channels=32, edge=64, repeats=3), (1, 2))
 
 

@@ -101,12 +101,13 @@ def ensure_onnx_bundle(model: str, cache: Path) -> tuple[str, str]:
 
 
 def graph_summary(calls: list, onnx_dir: Path) -> dict[str, dict]:
-    """Per graph: calls, seconds and FLOPs (counted from the ONNX graph for each call's shapes)."""
+    """Per graph: calls, wall and CPU seconds, FLOPs (counted from the ONNX graph for each call's shapes)."""
     out: dict[str, dict] = {}
-    for graph, shapes, seconds in calls:
-        row = out.setdefault(graph, {"calls": 0, "seconds": 0.0, "flops": 0})
+    for graph, shapes, seconds, cpu_seconds in calls:
+        row = out.setdefault(graph, {"calls": 0, "seconds": 0.0, "cpu_seconds": 0.0, "flops": 0})
         row["calls"] += 1
         row["seconds"] += seconds
+        row["cpu_seconds"] += cpu_seconds
         row["flops"] += graph_flops(onnx_dir / f"{graph}.onnx", {k: tuple(v) for k, v in shapes.items()})
     return out
 

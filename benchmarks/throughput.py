@@ -26,17 +26,18 @@ class ConvProbe:
         return 2 * self.edge**3 * self.channels * self.channels * 27
 
 
-def _best_seconds(call, repeats: int) -> float:
+def _best_seconds(call, repeats: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of the fastest of ``repeats`` calls after one warm-up call."""
     call()  # warm-up (allocations, kernel selection)
-    best = float("inf")
+    best = (float("inf"), float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         call()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, (time.perf_counter() - start, time.process_time() - cpu_start))
     return best
 
 
-def torch_conv_seconds(probe: ConvProbe, threads: int) -> float:
+def torch_conv_seconds(probe: ConvProbe, threads: int) -> tuple[float, float]:
     import torch
 
     torch.set_num_threads(threads)
@@ -51,7 +52,7 @@ def torch_conv_seconds(probe: ConvProbe, threads: int) -> float:
     return _best_seconds(call, probe.repeats)
 
 
-def onnx_conv_seconds(probe: ConvProbe, threads: int) -> float:
+def onnx_conv_seconds(probe: ConvProbe, threads: int) -> tuple[float, float]:
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -78,9 +79,11 @@ def onnx_conv_seconds(probe: ConvProbe, threads: int) -> float:
 
 
 def measure(probe: ConvProbe, threads: int) -> dict:
-    """``{"torch": GFLOP/s, "onnx": GFLOP/s, ...}`` for one thread count (call in a fresh process)."""
-    torch_s = torch_conv_seconds(probe, threads)
-    onnx_s = onnx_conv_seconds(probe, threads)
-    return {"threads": threads, "probe": asdict(probe), "gflop": probe.flops / 1e9,
-            "torch_s": torch_s, "onnx_s": onnx_s,
-            "torch": probe.flops / torch_s / 1e9, "onnx": probe.flops / onnx_s / 1e9}
+    """``{"torch": GFLOP/s, "onnx": GFLOP/s, "torch_per_cpu_s": GFLOP per CPU second, ...}`` for one thread
+    count (call in a fresh process)."""
+    out = {"threads": threads, "probe": asdict(probe), "gflop": probe.flops / 1e9}
+    for backend, timer in (("torch", torch_conv_seconds), ("onnx", onnx_conv_seconds)):
+        wall, cpu = timer(probe, threads)
+        out.update({f"{backend}_s": wall, f"{backend}_cpu_s": cpu, backend: probe.flops / wall / 1e9,
+                    f"{backend}_per_cpu_s": probe.flops / max(cpu, 1e-9) / 1e9})
+    return out

@@ -1,0 +1,124 @@
+"""Markdown report of :mod:`benchmarks.real_eval`: protocol, summary per task and model, every case."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("psnr", "ssim", "mae")
+DIGITS = {"psnr": 2, "ssim": 3, "mae": 4}
+
+
+def _git_revision() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def mean_sd(values: list[float | None], digits: int) -> str:
+    """``"m ± sd"`` over the finite values (``"m"`` for one value, ``"–"`` for none)."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return "–"
+    if len(finite) == 1:
+        return f"{finite[0]:.{digits}f}"
+    return f"{np.mean(finite):.{digits}f} ± {np.std(finite, ddof=1):.{digits}f}"
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def summary_rows(results) -> list[str]:
+    """One row per (task, model): mean ± sd over cases in the brain and in lesions."""
+    rows = []
+    keys = []
+    for item in results:
+        key = (item.task.label, item.model)
+        if key not in keys:
+            keys.append(key)
+    for label, model in keys:
+        items = [r for r in results if r.task.label == label and r.model == model]
+        lesions = [r.regions["lesion"] for r in items if "lesion" in r.regions]
+        cells = [label, f"`{model}`", str(len(items))]
+        cells += [mean_sd([r.brain[m] for r in items], DIGITS[m]) for m in METRICS]
+        cells.append(str(len(lesions)))
+        cells += [mean_sd([x[m] for x in lesions], DIGITS[m]) for m in METRICS]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def case_rows(results) -> list[str]:
+    rows = []
+    for item in sorted(results, key=lambda r: (r.task.label, r.case, r.model)):
+        lesion = item.regions.get("lesion", {})
+        cells = [item.task.label, item.case, f"`{item.model}`"]
+        cells += [_fmt(item.brain[m], DIGITS[m]) for m in METRICS]
+        cells += [_fmt(lesion.get(m), DIGITS[m]) for m in METRICS]
+        cells.append(f"{item.seconds:.0f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def render_report(results, record: dict) -> str:
+    """The whole Markdown document."""
+    models = record["models"]
+    model_lines = []
+    for name, info in models.items():
+        if name == "regression":
+            model_lines.append(
+                f"- `regression`: the classical baseline (per-voxel gradient-boosted trees, `MRSynthLib.regression`), "
+                f"**retrained for every held-out case** from config `{info['config']}` on all other cases of that "
+                f"config (real cases of the folder plus its phantoms); the held-out case is never in its training set.")
+        else:
+            model_lines.append(f"- `{name}` {info.get('version', '')} ({info.get('method', '')}), sha256 "
+                               f"{info.get('sha256', '')[:12]}: evaluated as shipped.")
+    header_summary = ("| task | model | cases | brain PSNR (dB) | brain SSIM | brain MAE | lesion cases | lesion PSNR (dB) "
+                      "| lesion SSIM | lesion MAE |\n|---|---|---|---|---|---|---|---|---|---|")
+    header_cases = ("| task | case | model | brain PSNR | brain SSIM | brain MAE | lesion PSNR | lesion SSIM "
+                    "| lesion MAE | seconds |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [
+        "# Real-data evaluation (leave-one-case-out)",
+        "",
+        f"Produced by `{record['command']}` at git `{_git_revision()}` on {time.strftime('%Y-%m-%d')} "
+        f"({record['seconds']:.0f} s on this machine). Cases: `{record['cases_dir']}` "
+        f"({len(record['cases'])}: {', '.join(record['cases'])}); each is used only for the tasks whose contrasts it "
+        "has. Development data only, under their own terms (see the data folder's README); nothing of them is in "
+        "the repository.",
+        "",
+        "## Protocol",
+        "",
+        "Each model synthesizes the target from the case's own files through `MRSynthLib.synthesis.synthesize` "
+        "(the first input listed is the reference grid; the bundle's own model-space preprocessing; one "
+        "deterministic pass) and the output, on the target's grid, is compared with the acquired target by "
+        "`MRSynthLib.metrics.evaluate_images`. Brain: the case's `brainmask` file when it has one, else the "
+        "reference foreground. Lesion: every nonzero voxel of the case's label file (MS lesion masks), only for "
+        "cases that have one.",
+        "",
+        f"Normalisation and metrics (exact protocol): {record['protocol']['description']}",
+        "",
+        "Models:",
+        "",
+        *model_lines,
+        "",
+        "## Summary (mean ± sample standard deviation over cases)",
+        "",
+        header_summary,
+        *summary_rows(results),
+        "",
+        "## Every case",
+        "",
+        header_cases,
+        *case_rows(results),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["case_rows", "mean_sd", "render_report", "summary_rows"]
