@@ -139,15 +139,19 @@ def _check_file_bytes(p: Path, role: str) -> None:
     are checked here; for .gz files of any format the whole archive is decompressed to check its integrity.
     """
     nifti = image_suffix(p) in (".nii", ".nii.gz")
-    if not nifti and not p.name.lower().endswith(".gz"):
+    compressed = p.name.lower().endswith(".gz")
+    if not nifti and not compressed:
         return
     try:
-        with (gzip.open(p, "rb") if p.name.lower().endswith(".gz") else open(p, "rb")) as stream:
+        with (gzip.open(p, "rb") if compressed else open(p, "rb")) as stream:
             head = stream.read(_NIFTI_HEADER_BYTES)
             layout = _nifti_layout(head) if nifti else None
+            scan = layout is not None and layout.float_dtype is not None
             length, nonfinite, carry, block = 0, 0, b"", head
+            if not compressed and not scan:  # nothing to decompress or scan: the size is enough
+                length, block = p.stat().st_size, b""
             while block:
-                if layout is not None and layout.float_dtype is not None:
+                if scan:
                     low, high = max(layout.data_start - length, 0), min(layout.data_end - length, len(block))
                     if low < high:
                         piece = carry + block[low:high]
@@ -158,6 +162,8 @@ def _check_file_bytes(p: Path, role: str) -> None:
                 length += len(block)
                 block = stream.read(1 << 20)
     except (OSError, EOFError, zlib.error) as error:
+        if not compressed or isinstance(error, PermissionError):
+            raise InputImageError(f"{role} file {p} could not be read ({error}): check that it is readable.") from None
         raise InputImageError(
             f"{role} file {p} is a damaged gzip archive ({error}): re-export or re-copy it."
         ) from None

@@ -186,7 +186,7 @@ def test_batch_killed_while_writing_then_resumed(tmp_path):
     assert len(partial) < len(expected)  # killed before case1 was complete ...
     for path in partial:  # ... yet whatever carries a final name is complete
         if path.suffix == ".json":
-            assert json.loads(path.read_text())["notice"].startswith("SYNTHETIC")
+            assert json.loads(path.read_text(encoding="utf-8"))["notice"].startswith("SYNTHETIC")
         else:
             assert read_image(path).GetSize() == (96, 96, 96)
     assert not (out / "case2").exists() and not (out / "summary.csv").exists()

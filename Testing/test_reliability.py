@@ -237,14 +237,14 @@ def _pickle_bundle(ws: Workspace) -> Path:
 def _traversing_zip(ws: Workspace) -> Path:
     path = ws.bad("bundle.zip")
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("bundle.json", (ws.bundle / "bundle.json").read_text())
+        archive.writestr("bundle.json", (ws.bundle / "bundle.json").read_text(encoding="utf-8"))
         archive.writestr("../../ESCAPED.safetensors", b"x")
     return path
 
 
 def _traversing_card(ws: Workspace) -> Path:
     folder = _copy_bundle(ws, "traversing-bundle")
-    card = json.loads((folder / "bundle.json").read_text())
+    card = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
     card["weights"]["../../ESCAPED.safetensors"] = "0" * 64
     (folder / "bundle.json").write_text(json.dumps(card))
     return folder
@@ -526,8 +526,8 @@ def test_main_restores_the_sigterm_handler():
 
 def test_docs_have_a_row_for_every_corpus_case():
     """docs/RELIABILITY.md is regenerated with --markdown; at least its list of cases must be current."""
-    rows = {line.split("|")[1].strip() for line in (REPO / "docs" / "RELIABILITY.md").read_text().splitlines()
-            if line.startswith("| ") and line.count("|") >= 5}
+    text = (REPO / "docs" / "RELIABILITY.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and line.count("|") >= 5}
     assert {case.name for case in CORPUS} <= rows
 
 
@@ -558,6 +558,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print the corpus table (docs/RELIABILITY.md)")
     if parser.parse_args().markdown:
+        sys.stdout.reconfigure(encoding="utf-8")
         print(corpus_markdown(), end="")
     else:
         sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
