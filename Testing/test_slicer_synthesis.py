@@ -48,9 +48,8 @@ def onnx_bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def synthesized(tmp_path_factory, onnx_bundle):
+def synthesized(onnx_bundle):
     """One real child-process synthesis (samples 2, contribution maps) of nodes placed in a study."""
-    root = tmp_path_factory.mktemp("slicer-e2e")
     bundle = onnx_bundle
     phantom = _phantom()
     app = application_scene()
