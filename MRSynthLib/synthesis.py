@@ -221,7 +221,14 @@ def synthesize(
     space = to_model_space(gridded, bundle.card.preprocessing)
     lap("preprocess")
 
-    if is_translator_method(bundle.card.method):  # ldm / cyclegan / targetcode (MRSynthLib.translator_inference)
+    if bundle.card.method == "regression":  # classical baseline: numpy trees per voxel (MRSynthLib.regression)
+        from functools import partial
+
+        from MRSynthLib.regression import load_engine
+        from MRSynthLib.regression import predict as predict_voxels
+
+        predict = partial(predict_voxels, mask=space.mask)
+    elif is_translator_method(bundle.card.method):  # ldm / cyclegan / targetcode (MRSynthLib.translator_inference)
         from functools import partial
 
         from MRSynthLib.translator_engines import load_engine

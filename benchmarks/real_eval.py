@@ -129,6 +129,12 @@ class LeaveOneOutRegression:
                                         training_data=record, validation={})
 
 
+def supports(bundle, task: Task) -> bool:
+    """Whether the bundle's card offers ``task`` (a regression bundle may still lack that exact input set)."""
+    card = bundle.card
+    return task.target in card.output_contrasts and set(task.inputs) <= set(card.input_contrasts)
+
+
 def score(case, task: Task, model, model_label: str) -> CaseTask:
     """Synthesize ``task`` for ``case`` (a :class:`MRSynthLib.cases.Case`) with ``model`` and score it."""
     import numpy as np
@@ -173,7 +179,7 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
         raise SystemExit(f"No case found in {cases_dir} (plain layout: <case>/<contrast>.nii.gz).")
     folds = LeaveOneOutRegression(regression_config, cases_dir, work_dir, log) if REGRESSION in models else None
     bundles = {m: resolve_model(m) for m in models if m != REGRESSION}
-    results = []
+    results, skipped = [], []
     for case in cases:
         case_tasks = [t for t in tasks if set(t.inputs) | {t.target} <= set(case.images)]
         if not case_tasks:
@@ -187,6 +193,10 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
             else:
                 bundle = bundles[model]
             for task in case_tasks:
+                if model != REGRESSION and not supports(bundles[model], task):
+                    skipped.append({"model": model, "case": case.case_id, "task": task.label})
+                    log(f"{case.case_id} {task.label} {model}: not supported by the model, skipped")
+                    continue
                 item = score(case, task, bundle, model)
                 results.append(item)
                 lesion = item.regions.get("lesion")
@@ -199,6 +209,7 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
                                                                      "protocol": "leave-one-case-out"})
                    for m in models},
         "protocol": EvaluationProtocol().to_dict(),
+        "skipped": skipped,
     }
     return results, record
 

@@ -66,6 +66,15 @@ def case_rows(results) -> list[str]:
     return rows
 
 
+def skipped_lines(skipped: list[dict]) -> list[str]:
+    """A note on (model, task) pairs a model's card does not offer, if any."""
+    pairs = sorted({(s["model"], s["task"]) for s in skipped})
+    if not pairs:
+        return []
+    return ["Not evaluated (the model does not offer the task): "
+            + "; ".join(f"`{model}` {task}" for model, task in pairs) + ".", ""]
+
+
 def render_report(results, record: dict) -> str:
     """The whole Markdown document."""
     models = record["models"]
@@ -112,6 +121,7 @@ def render_report(results, record: dict) -> str:
         header_summary,
         *summary_rows(results),
         "",
+        *skipped_lines(record.get("skipped", [])),
         "## Every case",
         "",
         header_cases,

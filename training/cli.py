@@ -13,13 +13,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrsynth-train", description="Train MRSynth models and export bundles.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("stage1", "train the FSQ autoencoder"), ("stage2", "train the fusion translator"),
-                       ("export", "write the bundle folder"), ("all", "stage1, stage2 and export")):
+                       ("export", "write the bundle folder"), ("all", "stage1, stage2 and export"),
+                       ("regression", "train and export the classical baseline (gradient-boosted trees per voxel)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", required=True, help="YAML file or built-in config name (training/configs)")
         p.add_argument("--run-dir", type=Path, help="run folder (default: runs/<config name>)")
         p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
-        if name in ("export", "all"):
+        if name in ("export", "all", "regression"):
             p.add_argument("--output", type=Path, help="bundle folder (default: <run-dir>/bundle)")
             p.add_argument("--overwrite", action="store_true")
     return parser
@@ -32,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"mrsynth-train: {error}", file=sys.stderr)
         return 2
+    if args.command == "regression":  # classical baseline: no networks, no distributed setup (--resume is unused)
+        from training.regression import train_and_export
+
+        output = train_and_export(config, args.run_dir or Path("runs") / config.name, args.output, args.overwrite,
+                                  progress=not args.quiet)
+        print(f"bundle written to {output}")
+        return 0
     import torch
 
     from training.data import load_volumes

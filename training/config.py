@@ -12,6 +12,7 @@ from MRSynthLib.networks.fusion import FusionConfig
 from MRSynthLib.preprocess import PreprocessSpec
 from training.loss_config import Stage1LossConfig
 from training.stage2_config import MethodConfig
+from training.regression_config import RegressionConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -189,9 +190,10 @@ class TrainConfig:
     stage1_loss: Stage1LossConfig = field(default_factory=Stage1LossConfig)
     stage2: OptimConfig = field(default_factory=OptimConfig)
     method: MethodConfig = field(default_factory=MethodConfig)  # stage-2 translator kind (training.stage2_config)
+    regression: RegressionConfig = field(default_factory=RegressionConfig)  # `mrsynth-train regression` only
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name, "version": self.version, "description": self.description,
             "seed": self.seed, "threads": self.threads,
             "data": _plain(dataclasses.asdict(self.data)),
@@ -206,6 +208,9 @@ class TrainConfig:
             # absent by default, so run folders of fusion configs keep resolving equal
             **({"method": _plain(dataclasses.asdict(self.method))} if self.method != MethodConfig() else {}),
         }
+        if self.regression != RegressionConfig():  # absent by default: network run folders keep resolving equal
+            out["regression"] = _plain(dataclasses.asdict(self.regression))
+        return out
 
 
 def _plain(value):
