@@ -113,3 +113,56 @@ def test_autoencoder_with_every_block_trains(spatial_dims):
         assert dict(model.encoder.named_parameters())[name].grad is not None
     assert any("log_sigma" in n and p.grad is not None for n, p in model.encoder.named_parameters())
     assert any(isinstance(m, WaveletResidualBlock) for m in model.decoder.modules())
+
+
+def _onnx_round_trip(module, example, run_input, folder, name):
+    import warnings
+
+    import onnxruntime
+
+    path = folder / f"{name}.onnx"
+    axes = {0: "batch", 2: "z", 3: "y", 4: "x"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": axes, "y": axes})
+    return onnxruntime.InferenceSession(str(path)).run(None, {"x": run_input.numpy()})[0]
+
+
+class _Encode(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.encode(x)
+
+
+class _Decode(_Encode):
+    def forward(self, x):
+        return self.model.decode(x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("latent", ["kl", "vq"])
+def test_every_option_exports_to_onnx_with_dynamic_sizes(tmp_path, latent):
+    """The inference graphs (encode, decode) export with dynamic batch and size and match torch."""
+    torch.manual_seed(0)
+    config = AutoencoderConfig(channels=(4, 8), latent=latent, wavelet=True, hfib=True,
+                               lhe=LHEConfig(enabled=True, dim=8, depth=1, heads=2))
+    model = LatentAutoencoder(config)
+    model(torch.rand(2, 1, 16, 16, 16))  # VQ: first training batch initialises the codebook
+    model.eval()
+    x = torch.rand(2, 1, 12, 16, 20)  # another batch size and shape than the export example
+    with torch.no_grad():
+        latent_torch = model.encode(x)
+        image_torch = model.decode(latent_torch)
+    latent_onnx = _onnx_round_trip(_Encode(model), torch.rand(1, 1, 8, 8, 8), x, tmp_path, "encoder")
+    image_onnx = _onnx_round_trip(_Decode(model), torch.rand(1, 4, 4, 4, 4), latent_torch, tmp_path, "decoder")
+    assert latent_onnx.shape == latent_torch.shape and image_onnx.shape == x.shape
+    assert abs(image_onnx - image_torch.numpy()).max() < 1e-4
+    if latent == "vq":  # near-ties may pick another entry: every output must still be a codebook entry
+        rows = torch.from_numpy(latent_onnx).permute(0, 2, 3, 4, 1).reshape(-1, 4)
+        assert (rows[:, None] - model.bottleneck.embedding[None]).abs().amax(2).min(1).values.max() < 1e-6
+    else:
+        assert abs(latent_onnx - latent_torch.numpy()).max() < 1e-4

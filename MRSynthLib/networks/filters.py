@@ -17,21 +17,22 @@ def gaussian_kernel1d(sigma: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor | float, radius: int) -> torch.Tensor:
-    """Blur every channel of ``x`` ``(B, C, *S)`` along each spatial axis; replicate padding, same shape."""
+    """Blur every channel of ``x`` ``(B, C, *S)`` along each spatial axis; replicate padding, same shape.
+
+    Channels are folded into the batch, so the kernel's shape is static (ONNX-exportable)."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     taps = gaussian_kernel1d(sigma, radius)
-    channels, spatial_dims = x.shape[1], x.ndim - 2
+    spatial_dims = x.ndim - 2
     conv = F.conv3d if spatial_dims == 3 else F.conv2d
-    out = x
+    out = x.reshape((-1, 1) + tuple(x.shape[2:]))
     for axis in range(spatial_dims):
         shape = [1] * spatial_dims
-        shape[axis] = taps.numel()
-        weight = taps.view(1, 1, *shape).expand(channels, 1, *shape)
+        shape[axis] = 2 * radius + 1
         padding = [0, 0] * spatial_dims
         padding[2 * (spatial_dims - 1 - axis)] = radius  # F.pad lists the last axis first
         padding[2 * (spatial_dims - 1 - axis) + 1] = radius
-        out = conv(F.pad(out, padding, mode="replicate"), weight, groups=channels)
-    return out
+        out = conv(F.pad(out, padding, mode="replicate"), taps.view(1, 1, *shape))
+    return out.reshape(x.shape)
 
 
 def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:

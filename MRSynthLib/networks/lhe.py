@@ -81,7 +81,10 @@ class SliceTransformer(nn.Module):
             return self._slices(image)
         b, _, z, y, x = image.shape
         slices = image.permute(0, 2, 1, 3, 4).reshape(b * z, 1, y, x)
-        features = torch.cat([self._slices(part) for part in slices.split(self.chunk)])
+        if torch.onnx.is_in_onnx_export():  # a traced split would fix the number of slices
+            features = self._slices(slices)
+        else:
+            features = torch.cat([self._slices(part) for part in slices.split(self.chunk)])
         features = features.view(b, z, *features.shape[1:]).permute(0, 2, 1, 3, 4)  # (B, D, Z, y, x)
         if self.patch > 1:
             features = features.unflatten(2, (z // self.patch, self.patch)).mean(dim=3)

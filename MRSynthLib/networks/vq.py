@@ -61,19 +61,22 @@ class VectorQuantizer(nn.Module):
         return self.config.dim
 
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
-        """``(N, D)`` vectors → ``(N,)`` int64 index of the nearest codebook entry (Euclidean)."""
-        codebook = self.embedding.to(flat.dtype)
-        distances = (flat**2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + (codebook**2).sum(1)[None]
+        """``(N, D)`` vectors → ``(N,)`` int64 index of the nearest codebook entry (Euclidean, in float32
+        even under autocast, so that bf16 rounding cannot pick a wrong entry)."""
+        with torch.autocast(flat.device.type, enabled=False):
+            flat, codebook = flat.float(), self.embedding.float()
+            distances = (flat**2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + (codebook**2).sum(1)[None]
         return distances.argmin(dim=1)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """``(B, *spatial)`` indices → ``(B, D, *spatial)`` codebook entries."""
-        return self.embedding[indices].movedim(-1, 1)
+        codes = self.embedding[indices]  # (B, *spatial, D)
+        return codes.permute(0, codes.ndim - 1, *range(1, codes.ndim - 1))
 
     def codes_to_indices(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, D, *spatial)`` → ``(B, *spatial)`` nearest-entry indices."""
-        flat = z.movedim(1, -1).reshape(-1, self.config.dim)
-        return self.nearest(flat).view(z.shape[0], *z.shape[2:])
+        flat = z.permute(0, *range(2, z.ndim), 1).reshape(-1, self.config.dim)
+        return self.nearest(flat).view((z.shape[0],) + tuple(z.shape[2:]))
 
     def usage(self) -> float:
         """Fraction of entries whose running usage is at or above the restart threshold."""
@@ -85,7 +88,7 @@ class VectorQuantizer(nn.Module):
 
     def train_latent(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(quantised z, commitment loss = mean((z - sg[code])^2))``; EMA update + restarts in training."""
-        flat = z.movedim(1, -1).reshape(-1, self.config.dim)
+        flat = z.permute(0, *range(2, z.ndim), 1).reshape(-1, self.config.dim)
         if self.training and not bool(self.initialised):
             self._initialise(flat.detach())
         indices = self.nearest(flat.detach())
@@ -93,7 +96,8 @@ class VectorQuantizer(nn.Module):
         commitment = F.mse_loss(flat, quantised.detach())
         if self.training:
             self._ema_update(flat.detach().float(), indices)
-        quantised = quantised.view(*z.shape[:1], *z.shape[2:], self.config.dim).movedim(-1, 1)
+        quantised = quantised.view((z.shape[0],) + tuple(z.shape[2:]) + (self.config.dim,))
+        quantised = quantised.permute(0, z.ndim - 1, *range(1, z.ndim - 1))
         return z + (quantised - z).detach(), commitment
 
     def inference_latent(self, z: torch.Tensor) -> torch.Tensor:
