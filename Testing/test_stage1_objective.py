@@ -13,7 +13,7 @@ from MRSynthLib.networks.lhe import LHEConfig
 from training.config import ConfigError, load_config
 from training.loss_config import GANConfig, SRBConfig, Stage1LossConfig, TeacherConfig
 from training.losses import AdaptiveFrequencyLoss, gradient_attention, high_frequency
-from training.objective import Stage1Objective, measure_latent_scale
+from training.objective import Stage1Objective, central_crop, measure_latent_scale
 from training.srb import SemanticAlignment
 from training.teachers import load_teacher
 
@@ -209,6 +209,7 @@ def test_objective_with_every_term(tmp_path):
     with torch.no_grad():
         means = model.bottleneck.split(model.encoder(batch))[0]
     assert scale == pytest.approx(1 / float(means.double().std()), rel=1e-4)
+    assert central_crop(torch.zeros(1, 1, 9, 300, 130), 128, 4).shape == (1, 1, 9, 128, 128)
 
 
 def test_srb_without_teacher_stops_with_a_clear_message():

@@ -98,15 +98,29 @@ class Stage1Objective:
             self.adversary.load_state_dict(state["adversary"])
 
 
+def central_crop(image: torch.Tensor, max_size: int, multiple: int) -> torch.Tensor:
+    """The centre of ``image`` ``(B, C, *S)``: at most ``max_size`` voxels per axis, a multiple of ``multiple``
+    (axes already smaller are kept whole)."""
+    window = []
+    for size in image.shape[2:]:
+        keep = size if size <= max_size else max(multiple, max_size // multiple * multiple)
+        start = (size - keep) // 2
+        window.append(slice(start, start + keep))
+    return image[(slice(None), slice(None)) + tuple(window)]
+
+
 @torch.no_grad()
-def measure_latent_scale(model, images: list[torch.Tensor]) -> float:
-    """``1 / std`` of the unscaled inference latents of ``images`` (each ``(1, 1, *S)``), pooled over all
-    voxels and channels: the KL latent's scale factor (latents of about unit variance)."""
+def measure_latent_scale(model, images: list[torch.Tensor], max_size: int = 128) -> float:
+    """``1 / std`` of the unscaled inference latents of ``images`` (each ``(1, 1, *S)``, central crops of at
+    most ``max_size`` voxels per axis), pooled over all voxels and channels: the KL latent's scale factor
+    (latents of about unit variance)."""
     network = getattr(model, "module", model)
     was_training = network.training
     network.eval()
+    multiple = network.config.downsampling
     try:
-        values = [network.bottleneck.split(network.encoder(image))[0].flatten().double() for image in images]
+        values = [network.bottleneck.split(network.encoder(central_crop(image, max_size, multiple)))[0].flatten().double()
+                  for image in images]
     finally:
         network.train(was_training)
     std = float(torch.cat(values).std())
