@@ -18,7 +18,7 @@ from torch import nn
 from training.config import ConfigError
 from training.loss_config import TeacherConfig
 
-Network = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
+Network = Callable[[torch.Tensor], tuple]  # images -> (embeddings, attention or None)
 
 
 class FrozenTeacher(nn.Module):

@@ -2,7 +2,8 @@
 
 One single-channel network encodes any MR contrast into the same latent space, so a translator
 only has to move between latent codes. No normalisation layers: the network is trained on patches
-and applied to whole volumes, where per-instance statistics would differ.
+and applied to whole volumes, where per-instance statistics would differ (LHE's channel alignment is
+the one exception, by the method's design; see :mod:`MRSynthLib.networks.lhe`).
 
 Latents: ``fsq`` (finite scalar quantisation, the default), ``vq`` (EMA codebook), ``kl`` (Gaussian,
 mean at inference). Optional parts, each off by default so that the default config is the original
