@@ -352,3 +352,44 @@ def test_data_config_sources_are_typed_and_checked():
         config_from_dict({**base, "data": {"sources": [{"kind": "phantom"}, {"kind": "phantom"}]}})
     with pytest.raises(ConfigError, match="gamma_probability"):
         config_from_dict({**base, "augmentation": {"gamma_probability": 2}})
+
+
+@pytest.mark.parametrize("name, kind, contrasts", [("brats-fsq", "brats2021", ("t1", "t1ce", "t2", "flair")),
+                                                   ("ixi-fsq", "ixi", ("t1", "t2", "pd"))])
+def test_gpu_configs_load_and_fit_the_network(name, kind, contrasts):
+    config = load_config(name)
+    assert config.data.sources[0].kind == kind and config.translator.contrasts == contrasts
+    assert all(p % config.autoencoder.downsampling == 0 for p in config.stage1.patch_size + config.stage2.patch_size)
+    assert config.preprocessing.size_multiple % config.autoencoder.downsampling == 0
+    assert config.runtime.bf16 and config.runtime.device == "auto"
+
+
+@pytest.mark.slow
+def test_cli_trains_on_a_dataset_folder_mixed_with_phantoms(tmp_path, capsys):
+    import csv
+
+    import yaml
+
+    from training.cli import main as train_main
+
+    _brats2021(tmp_path / "brats", cases=4)
+    config = load_config("phantom-tiny").to_dict()
+    config["data"] = {"sources": [{"kind": "brats2021", "root": str(tmp_path / "brats"), "weight": 2.0},
+                                  {"kind": "phantom", "train_cases": 1, "val_cases": 0, "size": [24, 28, 24]}],
+                      "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+                      "cache_dir": str(tmp_path / "cache")}
+    config["augmentation"] = {"affine_probability": 0.5, "noise_probability": 0.5}
+    config["stage1"] = {**config["stage1"], "steps": 2, "log_every": 1, "checkpoint_every": 2}
+    config["threads"] = 1
+    path = tmp_path / "mixture.yaml"
+    path.write_text(yaml.safe_dump(config))
+    threads = torch.get_num_threads()
+    try:
+        assert train_main(["stage1", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the config's `threads: 1` is process-wide
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["sources"] == {"brats2021": {"train": 2, "val": 1, "test": 1}, "phantom": {"train": 1, "val": 0, "test": 0}}
+    assert "3 training and 1 validation cases" in capsys.readouterr().err
+    assert [r["step"] for r in csv.DictReader(open(tmp_path / "run" / "stage1" / "metrics.csv"))] == ["1", "2"]
+    assert len(list((tmp_path / "cache").glob("*/brats2021/*/key.json"))) == 3  # the test case is never preprocessed

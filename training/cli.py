@@ -1,4 +1,8 @@
-"""``mrsynth-train``: stage1 | stage2 | export | all."""
+"""``mrsynth-train``: stage1 | stage2 | export | all.
+
+Under ``torchrun --nproc_per_node N -m training.cli ...`` stage 1 trains data-parallel on N processes
+(NCCL on GPUs, gloo on CPUs); stage 2 and export then run on rank 0 only.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.config import ConfigError, load_config
+from training.config import ConfigError, TrainConfig, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrsynth-train", description="Train MRSynth models and export bundles.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("stage1", "train the FSQ autoencoder"), ("stage2", "train the fusion translator"),
+    for name, text in (("stage1", "train the autoencoder"), ("stage2", "train the stage-2 translator (method.kind)"),
                        ("export", "write the bundle folder"), ("all", "stage1, stage2 and export"),
                        ("regression", "train and export the classical baseline (gradient-boosted trees per voxel)")):
         p = sub.add_parser(name, help=text)
@@ -24,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--output", type=Path, help="bundle folder (default: <run-dir>/bundle)")
             p.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def cache_dir(config: TrainConfig, run_root: Path) -> Path:
+    """``data.cache_dir``, or ``<run-dir>/cache`` when it is empty."""
+    return Path(config.data.cache_dir).expanduser() if config.data.cache_dir else run_root / "cache"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,21 +51,50 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from training.data import load_volumes
-    from training.runs import RunFolder
+    from training.distributed import cleanup, init_distributed
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    ctx = init_distributed(config.runtime.device)
+    try:
+        return _run(args, config, ctx)
+    except ConfigError as error:
+        print(f"mrsynth-train: {error}", file=sys.stderr)
+        return 2
+    finally:
+        cleanup(ctx)
+
+
+def _run(args, config: TrainConfig, ctx) -> int:
+    from training.distributed import run_on_main
+    from training.runs import RunFolder
+
     run = RunFolder(args.run_dir or Path("runs") / config.name)
-    run.prepare(config)
+    run_on_main(ctx, lambda: run.prepare(config))
     progress = not args.quiet
     if args.command in ("stage1", "stage2", "all"):
-        train, val = load_volumes(config.data, config.preprocessing, config.seed)
-        if args.command in ("stage1", "all"):
+        from training.data import prepare_data
+
+        data = prepare_data(config.data, config.preprocessing, config.seed, cache_dir=cache_dir(config, run.root),
+                            split_path=run.root / "split.json", ctx=ctx, progress=progress)
+        if ctx.is_main and progress:
+            print(f"data: {len(data.train)} training and {len(data.val)} validation cases ({len(data.split.test)} test "
+                  f"cases held out, see {run.root / 'split.json'}); preprocessing cache {cache_dir(config, run.root)}: "
+                  f"{data.built} cases built, {data.reused} reused", file=sys.stderr)
+        if args.command == "stage1" or (args.command == "all" and not config.method.stage1_from):
             from training.stage1 import train_stage1
 
-            autoencoder = train_stage1(config, run, train, val, resume=args.resume, progress=progress)
-        if args.command in ("stage2", "all"):
+            autoencoder = train_stage1(config, run, data.train, data.val, resume=args.resume, progress=progress,
+                                       ctx=ctx, weights=data.weights)
+        if args.command in ("stage2", "all") and config.method.kind != "fusion":  # ldm / cyclegan / targetcode
+            if not ctx.is_main:
+                return 0  # stage 2 and export run on rank 0 only
+            from training.stage2_methods import train_method
+
+            train_method(config, run, data.train, data.val, resume=args.resume, progress=progress)
+        if args.command in ("stage2", "all") and config.method.kind == "fusion":
+            if not ctx.is_main:
+                return 0  # stage 2 and export run on rank 0 only
             from MRSynthLib.networks.autoencoder import FSQAutoencoder
             from training.stage2 import train_stage2
 
@@ -68,9 +106,18 @@ def main(argv: list[str] | None = None) -> int:
                     return 2
                 autoencoder = FSQAutoencoder(config.autoencoder)
                 autoencoder.load_state_dict(state["model"])
-            train_stage2(config, run, autoencoder, train, val, resume=args.resume, progress=progress)
-    if args.command in ("export", "all"):
-        from training.export import export_bundle
+            slots = config.translator.contrasts
+            paired = [[v for v in volumes if sum(c in v.images for c in slots) >= 2] for volumes in (data.train, data.val)]
+            if not paired[0] or not paired[1]:
+                print("mrsynth-train: stage 2 needs training and validation cases with at least two of the translator's "
+                      f"contrasts {list(slots)}; the data has none in one of the splits.", file=sys.stderr)
+                return 2
+            train_stage2(config, run, autoencoder, paired[0], paired[1], resume=args.resume, progress=progress)
+    if args.command in ("export", "all") and ctx.is_main:
+        if config.method.kind != "fusion":
+            from training.stage2_methods import export_method as export_bundle
+        else:
+            from training.export import export_bundle
 
         output = export_bundle(config, run, args.output or run.root / "bundle", overwrite=args.overwrite)
         print(f"bundle written to {output}")

@@ -1,4 +1,8 @@
-"""Stage 1: train the autoencoder shared by all contrasts (FSQ, VQ or KL latent) on random 3D patches."""
+"""Stage 1: train the autoencoder shared by all contrasts (FSQ, VQ or KL latent) on random 3D patches.
+
+Single process or ``torchrun`` data-parallel (:mod:`training.distributed`); bf16 autocast and gradient
+checkpointing on CUDA when the config's ``runtime`` asks for them (:mod:`training.acceleration`).
+"""
 
 from __future__ import annotations
 
@@ -7,93 +11,113 @@ import torch
 
 from MRSynthLib.metrics import psnr
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
+from training.acceleration import autocast, bf16_enabled, enable_gradient_checkpointing
+from training.augment import PatchAugmenter
 from training.config import TrainConfig
-from training.data import Volume, random_patch_slices
+from training.data import Volume, training_contrasts
+from training.data_patches import PatchSampler, batch_stream
+from training.distributed import DistContext, barrier, wrap_model
+from training.loop import check_replicas, is_log_step, mean_terms, progress_steps, restore
 from training.objective import Stage1Objective, measure_latent_scale
 from training.runs import RunFolder, Timer
 
 STAGE = "stage1"
 
 
-def sample_batch(volumes: list[Volume], config: TrainConfig, rng: np.random.Generator) -> torch.Tensor:
-    """``(B, 1, *patch)`` random single-contrast patches."""
-    optim = config.stage1
-    patches = []
-    for _ in range(optim.batch_size):
-        volume = volumes[int(rng.integers(0, len(volumes)))]
-        contrast = list(volume.images)[int(rng.integers(0, len(volume.images)))]
-        image = volume.images[contrast]
-        window = random_patch_slices(image.shape, optim.patch_size, rng, config.autoencoder.downsampling, volume.foreground)
-        patch = image[window]
-        if rng.random() < 0.5:
-            patch = patch[..., ::-1]
-        patches.append(np.ascontiguousarray(patch))
-    shape = np.max([p.shape for p in patches], axis=0)
-    batch = np.zeros((len(patches), 1, *shape), dtype=np.float32)
-    for i, p in enumerate(patches):
-        batch[i, 0, : p.shape[0], : p.shape[1], : p.shape[2]] = p
-    return torch.from_numpy(batch)
+def patch_sampler(config: TrainConfig, train: list[Volume], weights: np.ndarray | None, rank: int) -> PatchSampler:
+    """Single-contrast training patches (``(B, 1, *patch)``), augmented, seeded per step and rank."""
+    return PatchSampler(
+        train, weights, patch_size=config.stage1.patch_size, batch_size=config.stage1.batch_size,
+        slots=training_contrasts(train), seed=config.seed, rank=rank, multiple=config.autoencoder.downsampling,
+        foreground_probability=config.data.foreground_probability,
+        augmenter=PatchAugmenter(config.augmentation, config.preprocessing.normalization.clip),
+    )
 
 
 @torch.no_grad()
-def validate(model: LatentAutoencoder, volumes: list[Volume]) -> dict[str, float]:
+def validate(model: LatentAutoencoder, volumes: list[Volume], device: torch.device = torch.device("cpu"),
+             bf16: bool = False) -> dict[str, float]:
     """Mean whole-volume reconstruction PSNR (brain mask, data range 1) over contrasts and cases."""
     model.eval()
     scores = []
     for volume in volumes:
         for image in volume.images.values():
-            x = torch.from_numpy(image)[None, None]
-            recon = model(x)[0][0, 0].numpy()
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
+            with autocast(bf16, device):
+                recon = model(x)[0]
+            recon = recon[0, 0].float().cpu().numpy()
             scores.append(psnr(np.clip(image, 0, 1), np.clip(recon, 0, 1), mask=volume.mask, data_range=1.0))
     model.train()
     return {"val_psnr": float(np.mean(scores))}
 
 
 def train_stage1(config: TrainConfig, run: RunFolder, train: list[Volume], val: list[Volume],
-                 resume: bool = False, progress: bool = True) -> LatentAutoencoder:
-    """Train (or resume) the autoencoder; returns the best-validation model (weights also in the run folder)."""
-    from tqdm import tqdm
+                 resume: bool = False, progress: bool = True, *, ctx: DistContext | None = None,
+                 weights: np.ndarray | None = None) -> LatentAutoencoder:
+    """Train (or resume) the autoencoder; returns the best-validation model on the CPU (weights also in
+    the run folder).
 
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    model = LatentAutoencoder(config.autoencoder)
-    objective = Stage1Objective(config)  # stops with a clear message when SRB is on but its teacher is missing
+    Every rank of ``ctx`` runs this; rank 0 alone validates, logs and writes checkpoints. ``weights``:
+    per-volume sampling probabilities (source mixture), uniform when None.
+    """
+    ctx = ctx or DistContext()
+    device, runtime, steps = ctx.device, config.runtime, config.stage1.steps
+    bf16 = bf16_enabled(runtime.bf16, device)
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    model = LatentAutoencoder(config.autoencoder).to(device)
+    objective = Stage1Objective(config).to(device)  # stops with a clear message when SRB is on but its teacher is missing
+    if runtime.gradient_checkpointing and device.type == "cuda":
+        enable_gradient_checkpointing(model)
     parameters = list(model.parameters()) + objective.generator_parameters()
     optimizer = torch.optim.AdamW(parameters, lr=config.stage1.lr, weight_decay=config.stage1.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.stage1.steps, 1))
-    start, best = 0, -np.inf
-    state = run.load_checkpoint(STAGE) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start, best = int(state["step"]), float(state["best"])
-        rng = np.random.default_rng([config.seed, start])
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    start, best = restore(run, STAGE, model, optimizer, schedule, resume)
+    if start:
         objective.load_state_dict(run.load_checkpoint(STAGE, "objective") or {})
+    torch.manual_seed(config.seed * 1000 + 7919 * ctx.rank + start)  # stochastic layers differ per rank and step
+    net = wrap_model(model, ctx, runtime.find_unused_parameters)
+    if ctx.distributed:
+        if objective.srb is not None:
+            objective.srb.projector = wrap_model(objective.srb.projector, ctx, runtime.find_unused_parameters)
+        if objective.adversary is not None:
+            objective.adversary.discriminator = wrap_model(objective.adversary.discriminator, ctx)
+    batches = batch_stream(patch_sampler(config, train, weights, ctx.rank), start, steps, runtime.workers,
+                           pin_memory=device.type == "cuda")
     timer = Timer()
-    bar = tqdm(range(start, config.stage1.steps), desc="stage1 autoencoder", disable=not progress, initial=start,
-               total=config.stage1.steps)
-    for step in bar:
-        batch = sample_batch(train, config, rng)
-        loss, terms, output = objective(model, batch, step)
+    bar = progress_steps(ctx, start, steps, "stage1 autoencoder", progress)
+    for step, batch in zip(bar, batches):
+        images = batch["image"].to(device, non_blocking=True)
+        with autocast(bf16, device):
+            loss, terms, output = objective(net, images, step)
         recon = output.reconstruction
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        terms.update(objective.discriminator_step(batch, recon, step))
+        with autocast(bf16, device):
+            terms.update(objective.discriminator_step(images, recon, step))
         done = step + 1
-        if done % config.stage1.log_every == 0 or done == config.stage1.steps:
-            row = {"step": done, "loss": loss.item(), **terms, "lr": schedule.get_last_lr()[0], "seconds": timer.elapsed()}
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
-            if done % config.stage1.checkpoint_every == 0 or done == config.stage1.steps:
-                best = run.checkpoint(STAGE, done, validate(model, val), best, model, optimizer, schedule, (batch, recon))
-                if objective.state_dict():
-                    run.save_checkpoint(STAGE, "objective", objective.state_dict())
-            run.log(STAGE, row)
+        if is_log_step(done, config.stage1.log_every, steps):
+            row = {"step": done, **mean_terms(ctx, {"loss": loss.item(), **terms}), "lr": schedule.get_last_lr()[0],
+                   "seconds": timer.elapsed()}
+            if ctx.is_main:
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                if is_log_step(done, config.stage1.checkpoint_every, steps):
+                    preview = (images.float().cpu(), recon.detach().float().cpu())
+                    best = run.checkpoint(STAGE, done, validate(model, val, device, bf16), best, model, optimizer,
+                                          schedule, preview)
+                    if objective.state_dict():
+                        run.save_checkpoint(STAGE, "objective", objective.state_dict())
+                run.log(STAGE, row)
+    check_replicas(ctx, run, STAGE, model, steps)
+    model = model.cpu()
+    barrier(ctx)
     model = run.load_best(STAGE, model)
     if config.autoencoder.latent == "kl":
-        record_kl_scale(model, train, run)
+        if ctx.is_main:
+            record_kl_scale(model, train, run)
+        barrier(ctx)
+        model = run.load_best(STAGE, model)
     return model
 
 
