@@ -93,7 +93,7 @@ def _section_targets(results: dict) -> list[str]:
               "run whose CPU time fits the target would meet it without the other processes; under contention the "
               "CPU time is the steadier number.", ""]
     if misses:
-        lines += ["Where the time goes in the configurations that miss a target (stages by share of end-to-end):", ""]
+        lines += ["Where the time goes in the configurations that miss a target (the largest stages by CPU time):", ""]
         for run in misses:
             lines.append(f"- `{run['label']}`: {_profile(run)}")
         lines.append("")
@@ -101,12 +101,15 @@ def _section_targets(results: dict) -> list[str]:
 
 
 def _profile(run: dict, top: int = 4) -> str:
-    timings = run["result"]["timings_s"]
-    total = run["result"]["end_to_end_s"]
-    ranked = sorted(((v, k) for k, v in timings.items()), reverse=True)[:top]
+    """The ``top`` stages by CPU seconds, with wall seconds and shares of the end-to-end totals."""
+    cpu = run["result"].get("stage_cpu_s", {})
+    wall = run["result"]["timings_s"]
+    total_cpu, total_wall = run["result"]["end_to_end_cpu_s"], run["result"]["end_to_end_s"]
+    ranked = sorted(((v, k) for k, v in cpu.items()), reverse=True)[:top]
     network_gflop, network_s = _network(run)
-    parts = [f"{STAGE_TITLES.get(k, k)} {v:.1f} s ({100 * v / total:.0f} %)" for v, k in ranked]
-    return ", ".join(parts) + f"; the networks compute {network_gflop:.0f} GFLOP in {network_s:.1f} s"
+    parts = [f"{STAGE_TITLES.get(k, k)} {v:.1f} CPU s ({100 * v / total_cpu:.0f} %; wall {wall.get(k, 0.0):.1f} s, "
+             f"{100 * wall.get(k, 0.0) / total_wall:.0f} %)" for v, k in ranked]
+    return ", ".join(parts) + f"; the networks compute {network_gflop:.0f} GFLOP in {network_s:.1f} s wall"
 
 
 def _section_machine(results: dict) -> list[str]:
@@ -202,6 +205,22 @@ def _section_stages(results: dict) -> list[str]:
     return lines + [""]
 
 
+def _section_stage_cpu(results: dict) -> list[str]:
+    runs = _ok(results["runs"])
+    stages = [s for s in STAGES if any(r["result"].get("stage_cpu_s", {}).get(s, 0) >= 0.005 for r in runs)]
+    head = ["configuration"] + [STAGE_TITLES[s] for s in stages] + ["end-to-end"]
+    lines = ["## CPU seconds per stage", "",
+             "CPU time of the process (all its threads) per stage, from the pipeline's progress reports: steadier "
+             "than wall time on a shared machine, and an upper bound of a stage's wall time on an idle one (short "
+             "set-up steps between reports count towards the stage before).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in runs:
+        cpu = run["result"].get("stage_cpu_s", {})
+        cells = [run["label"]] + [_s(cpu.get(s)) for s in stages] + [f"**{_s(run['result']['end_to_end_cpu_s'])}**"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _section_networks(results: dict) -> list[str]:
     lines = ["## Networks: FLOPs and the fraction of the machine's throughput they achieve", "",
              "GFLOP per graph summed over all calls of the run (encoder: one call per input and window; "
@@ -226,9 +245,22 @@ def _section_networks(results: dict) -> list[str]:
     return lines + [""]
 
 
+def _e2e(run: dict) -> tuple[float, float]:
+    return run["result"]["end_to_end_s"], run["result"]["end_to_end_cpu_s"]
+
+
+def _pair(value: tuple[float, float]) -> str:
+    return f"{value[0]:.1f} ({value[1]:.1f})"
+
+
+def _ratio(numerator: tuple[float, float], denominator: tuple[float, float]) -> str:
+    return f"{numerator[0] / denominator[0]:.2f}× ({numerator[1] / denominator[1]:.2f}×)"
+
+
 def _section_comparisons(results: dict) -> list[str]:
     runs = _ok(results["runs"])
-    lines = ["## Comparisons (end-to-end seconds)", ""]
+    lines = ["## Comparisons", "", "End-to-end wall seconds, with CPU seconds in brackets (the steadier number "
+             "while other processes load the machine).", ""]
     rows = []
     for run in runs:
         c = run["config"]
@@ -236,8 +268,9 @@ def _section_comparisons(results: dict) -> list[str]:
             continue
         other = _find(runs, case=c["case"], backend="onnx", samples=c["samples"], threads=c["threads"], window=None)
         if other:
-            a, b = run["result"]["end_to_end_s"], other["result"]["end_to_end_s"]
-            rows.append(f"| {c['case']} {c['samples']}s {c['threads']}t | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+            a, b = _e2e(run), _e2e(other)
+            rows.append(f"| {c['case']} {c['samples']}s {c['threads']}t | {_pair(a)} | {_pair(b)} | "
+                        f"{_ratio(b, a)} |")
     if rows:
         lines += ["| configuration | torch | onnxruntime | onnxruntime / torch |", "|---|---|---|---|"] + rows + [""]
     rows = []
@@ -247,10 +280,10 @@ def _section_comparisons(results: dict) -> list[str]:
             continue
         other = _find(runs, case=c["case"], backend=c["backend"], samples=c["samples"], threads=2, window=None)
         if other:
-            a, b = run["result"]["end_to_end_s"], other["result"]["end_to_end_s"]
-            rows.append(f"| {c['case']} {c['backend']} {c['samples']}s | {a:.1f} | {b:.1f} | {a / b:.2f}× |")
+            a, b = _e2e(run), _e2e(other)
+            rows.append(f"| {c['case']} {c['backend']} {c['samples']}s | {_pair(a)} | {_pair(b)} | {_ratio(a, b)} |")
     if rows:
-        lines += ["| configuration | 1 thread | 2 threads | speed-up |", "|---|---|---|---|"] + rows + [""]
+        lines += ["| configuration | 1 thread | 2 threads | 1 thread / 2 threads |", "|---|---|---|---|"] + rows + [""]
     rows = []
     for run in runs:
         c = run["config"]
@@ -260,9 +293,9 @@ def _section_comparisons(results: dict) -> list[str]:
             o = other["config"]
             if (o["case"], o["backend"], o["threads"], o["window"]) == (c["case"], c["backend"], c["threads"], None) \
                     and o["samples"] > 1:
-                a, b = run["result"]["end_to_end_s"], other["result"]["end_to_end_s"]
-                rows.append(f"| {c['case']} {c['backend']} {c['threads']}t | {a:.1f} | {o['samples']} | {b:.1f} | "
-                            f"{b / a:.2f}× |")
+                a, b = _e2e(run), _e2e(other)
+                rows.append(f"| {c['case']} {c['backend']} {c['threads']}t | {_pair(a)} | {o['samples']} | "
+                            f"{_pair(b)} | {_ratio(b, a)} |")
     if rows:
         lines += ["| configuration | 1 sample | samples | with samples | ratio |", "|---|---|---|---|---|"] + rows + [""]
     return lines
@@ -298,6 +331,7 @@ def render(results: dict) -> str:
     lines += _section_machine(results)
     lines += _section_cases(results)
     lines += _section_stages(results)
+    lines += _section_stage_cpu(results)
     lines += _section_comparisons(results)
     lines += _section_throughput(results)
     lines += _section_networks(results)
