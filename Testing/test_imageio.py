@@ -1,4 +1,5 @@
 import gzip
+import locale
 
 import numpy as np
 import pytest
@@ -29,15 +30,19 @@ def test_dicom_series_folder_is_read(tmp_path):
     image = sitk.Cast(make_image(blob_array((6, 16, 16)), spacing=(1.0, 1.0, 2.0), origin=(0, 0, 0)), sitk.sitkInt16)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    for z in range(image.GetSize()[2]):
-        slice_ = image[:, :, z]
-        slice_.SetMetaData("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, z))))
-        slice_.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
-        slice_.SetMetaData("0020|0013", str(z))
-        slice_.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.1")
-        slice_.SetMetaData("0008|0060", "MR")
-        writer.SetFileName(str(tmp_path / f"{z:03d}.dcm"))
-        writer.Execute(slice_)
+    saved_locale = locale.setlocale(locale.LC_ALL)  # GDCM's writer leaves the process in the C (ASCII) locale,
+    try:                                             # which breaks later tests that read UTF-8 text by default
+        for z in range(image.GetSize()[2]):
+            slice_ = image[:, :, z]
+            slice_.SetMetaData("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, z))))
+            slice_.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
+            slice_.SetMetaData("0020|0013", str(z))
+            slice_.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.1")
+            slice_.SetMetaData("0008|0060", "MR")
+            writer.SetFileName(str(tmp_path / f"{z:03d}.dcm"))
+            writer.Execute(slice_)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved_locale)
     back = load_input(tmp_path, "dicom")
     assert back.GetSize() == image.GetSize()
     np.testing.assert_allclose(back.GetSpacing(), (1.0, 1.0, 2.0), atol=1e-4)
