@@ -283,7 +283,8 @@ def test_real_eval_harness_leave_one_case_out(tiny_bundle, tmp_path):
     work = tmp_path / "work"
     assert main(["--models", f"regression,{tiny_bundle}", "--cases", str(cases), "--regression-config", str(config),
                  "--tasks", "t1ce<-t1,t2,flair;flair<-t1,t2;t2<-t1;pd<-t2", "--work-dir", str(work),
-                 "--output", str(report)]) == 0
+                 "--output", str(report), "--keep-outputs"]) == 0
+    assert len(list((work / "outputs").rglob("*.nii.gz"))) == 2 * 4 + 2 * 2
     results = json.loads((work / "results.json").read_text())["results"]
     # both cases answer all four tasks; the shipped tiny bundle offers two of them, the folds train all four
     assert len(results) == 2 * 4 + 2 * 2
@@ -298,7 +299,8 @@ def test_real_eval_harness_leave_one_case_out(tiny_bundle, tmp_path):
     text = report.read_text()
     from MRSynthLib.metrics import EvaluationProtocol
 
-    assert EvaluationProtocol().describe() in text
+    assert EvaluationProtocol().describe() in text and EvaluationProtocol(normalisation="zscore").describe() in text
+    assert all(set(r["secondary"]["zscore"]["brain"]) >= {"psnr", "ssim", "mae"} for r in results)
     assert "| t1ce ← {t1, t2, flair} | `regression` | 2 |" in text
     assert text.count("| pd ← {t2} | case-") == 2 and "Not evaluated (the model does not offer the task)" in text
     # the summary is the mean of the per-case numbers

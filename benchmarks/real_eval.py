@@ -28,6 +28,9 @@ from pathlib import Path
 REGRESSION = "regression"
 DEFAULT_TASKS = "t1ce<-t1,t2,flair;flair<-t1,t2;t2<-t1;pd<-t2"
 DEFAULT_CASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cases"
+SECONDARY = {"zscore": {"normalisation": "zscore"}}
+"""Protocols reported beside the default one (EvaluationProtocol keyword arguments): z-scores do not depend on
+the few brightest voxels, which set the default's 99.5th percentile in post-contrast T1 (vessels, enhancement)."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,12 @@ class CaseTask:
     brain: dict
     regions: dict
     seconds: float
+    secondary: dict = dataclasses.field(default_factory=dict)  # protocol name -> {"brain", "regions"}
 
     def to_dict(self) -> dict:
         return {"model": self.model, "case": self.case, "target": self.task.target, "inputs": list(self.task.inputs),
-                "brain": self.brain, "regions": self.regions, "seconds": round(self.seconds, 2)}
+                "brain": self.brain, "regions": self.regions, "seconds": round(self.seconds, 2),
+                "secondary": self.secondary}
 
 
 class LeaveOneOutRegression:
@@ -135,13 +140,14 @@ def supports(bundle, task: Task) -> bool:
     return task.target in card.output_contrasts and set(task.inputs) <= set(card.input_contrasts)
 
 
-def score(case, task: Task, model, model_label: str) -> CaseTask:
-    """Synthesize ``task`` for ``case`` (a :class:`MRSynthLib.cases.Case`) with ``model`` and score it."""
+def score(case, task: Task, model, model_label: str, keep: Path | None = None) -> CaseTask:
+    """Synthesize ``task`` for ``case`` (a :class:`MRSynthLib.cases.Case`) with ``model`` and score it under the
+    default protocol and each of :data:`SECONDARY`; ``keep``: also write the synthetic volume there."""
     import numpy as np
     import SimpleITK as sitk
 
     from MRSynthLib.imageio import load_input, read_image
-    from MRSynthLib.metrics import evaluate_images
+    from MRSynthLib.metrics import EvaluationProtocol, evaluate_images
     from MRSynthLib.registration import resample_onto, same_grid
     from MRSynthLib.synthesis import synthesize
 
@@ -152,6 +158,9 @@ def score(case, task: Task, model, model_label: str) -> CaseTask:
     synthetic = result.synthetic
     if not same_grid(synthetic, reference):  # the target was acquired on another grid than the first input
         synthetic = resample_onto(synthetic, reference, None)
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(synthetic, str(keep), True)
     brain = None
     if case.brain_mask is not None:
         brain = resample_onto(sitk.Cast(read_image(case.brain_mask, "brain mask"), sitk.sitkFloat32), reference,
@@ -162,14 +171,21 @@ def score(case, task: Task, model, model_label: str) -> CaseTask:
         labels = resample_onto(labels, reference, None, interpolator="nearest")
         values = [int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v != 0]
         regions = {"lesion": values} if values else None
-    report = evaluate_images(reference, synthetic, brain_mask=brain, label_map=labels if regions else None,
-                             label_regions=regions)
-    return CaseTask(model_label, case.case_id, task, report["brain"], report["regions"], seconds)
+    scores = {}
+    for name, settings in {"default": {}, **SECONDARY}.items():
+        report = evaluate_images(reference, synthetic, brain_mask=brain, label_map=labels if regions else None,
+                                 label_regions=regions, protocol=EvaluationProtocol(**settings))
+        scores[name] = {"brain": report["brain"], "regions": report["regions"]}
+    primary = scores.pop("default")
+    return CaseTask(model_label, case.case_id, task, primary["brain"], primary["regions"], seconds, scores)
 
 
 def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, regression_config: str,
-        only: list[str] | None = None, log=print) -> tuple[list[CaseTask], dict]:
-    """Every model on every (case, task) the case supports; returns the scores and a run record."""
+        only: list[str] | None = None, keep_outputs: bool = False, log=print) -> tuple[list[CaseTask], dict]:
+    """Every model on every (case, task) the case supports; returns the scores and a run record.
+
+    ``keep_outputs``: write every synthetic volume under ``work_dir/outputs/<model>/<case>/``.
+    """
     from MRSynthLib.cases import discover_cases
     from MRSynthLib.metrics import EvaluationProtocol
     from MRSynthLib.registry import resolve_model
@@ -197,7 +213,11 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
                     skipped.append({"model": model, "case": case.case_id, "task": task.label})
                     log(f"{case.case_id} {task.label} {model}: not supported by the model, skipped")
                     continue
-                item = score(case, task, bundle, model)
+                keep = None
+                if keep_outputs:
+                    keep = (work_dir / "outputs" / Path(model).name / case.case_id
+                            / f"{task.target}_from_{'_'.join(task.inputs)}.nii.gz")
+                item = score(case, task, bundle, model, keep)
                 results.append(item)
                 lesion = item.regions.get("lesion")
                 log(f"{case.case_id} {task.label} {model}: PSNR {item.brain['psnr']:.2f} SSIM {item.brain['ssim']:.3f} "
@@ -209,6 +229,7 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
                                                                      "protocol": "leave-one-case-out"})
                    for m in models},
         "protocol": EvaluationProtocol().to_dict(),
+        "secondary_protocols": {name: EvaluationProtocol(**settings).to_dict() for name, settings in SECONDARY.items()},
         "skipped": skipped,
     }
     return results, record
@@ -225,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", type=Path, default=Path("runs/real-eval"), help="fold bundles and caches")
     parser.add_argument("--output", type=Path, default=Path("docs/MODEL_CARD_EVAL.md"), help="Markdown report")
     parser.add_argument("--json", type=Path, help="per-case results as JSON (default: <work-dir>/results.json)")
+    parser.add_argument("--keep-outputs", action="store_true", help="write the synthetic volumes under <work-dir>/outputs")
     return parser
 
 
@@ -238,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     started = time.perf_counter()
     results, record = run(models, args.cases, parse_tasks(args.tasks), args.work_dir, args.regression_config,
-                          [c for c in args.only.split(",") if c] or None)
+                          [c for c in args.only.split(",") if c] or None, keep_outputs=args.keep_outputs)
     record["seconds"] = round(time.perf_counter() - started, 1)
     record["command"] = "python -m benchmarks.real_eval " + " ".join(argv if argv is not None else sys.argv[1:])
     json_path = args.json or args.work_dir / "results.json"

@@ -10,6 +10,8 @@ import numpy as np
 
 METRICS = ("psnr", "ssim", "mae")
 DIGITS = {"psnr": 2, "ssim": 3, "mae": 4}
+HEADER_SUMMARY = ("| task | model | cases | brain PSNR (dB) | brain SSIM | brain MAE | lesion cases | lesion PSNR (dB) "
+                  "| lesion SSIM | lesion MAE |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _git_revision() -> str:
@@ -35,8 +37,9 @@ def _fmt(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def summary_rows(results) -> list[str]:
-    """One row per (task, model): mean ± sd over cases in the brain and in lesions."""
+def summary_rows(results, protocol: str | None = None) -> list[str]:
+    """One row per (task, model): mean ± sd over cases in the brain and in lesions (default protocol, or the
+    secondary ``protocol``)."""
     rows = []
     keys = []
     for item in results:
@@ -45,9 +48,10 @@ def summary_rows(results) -> list[str]:
             keys.append(key)
     for label, model in keys:
         items = [r for r in results if r.task.label == label and r.model == model]
-        lesions = [r.regions["lesion"] for r in items if "lesion" in r.regions]
+        scores = [r.secondary[protocol] if protocol else {"brain": r.brain, "regions": r.regions} for r in items]
+        lesions = [s["regions"]["lesion"] for s in scores if "lesion" in s["regions"]]
         cells = [label, f"`{model}`", str(len(items))]
-        cells += [mean_sd([r.brain[m] for r in items], DIGITS[m]) for m in METRICS]
+        cells += [mean_sd([s["brain"][m] for s in scores], DIGITS[m]) for m in METRICS]
         cells.append(str(len(lesions)))
         cells += [mean_sd([x[m] for x in lesions], DIGITS[m]) for m in METRICS]
         rows.append("| " + " | ".join(cells) + " |")
@@ -75,6 +79,15 @@ def skipped_lines(skipped: list[dict]) -> list[str]:
             + "; ".join(f"`{model}` {task}" for model, task in pairs) + ".", ""]
 
 
+def secondary_lines(results, record: dict) -> list[str]:
+    """A summary table per secondary protocol, with its exact description."""
+    lines = []
+    for name, protocol in record.get("secondary_protocols", {}).items():
+        lines += [f"### Secondary protocol: {name}", "", f"Exact protocol: {protocol['description']}", "",
+                  HEADER_SUMMARY, *summary_rows(results, name), ""]
+    return lines
+
+
 def render_report(results, record: dict) -> str:
     """The whole Markdown document."""
     models = record["models"]
@@ -88,8 +101,6 @@ def render_report(results, record: dict) -> str:
         else:
             model_lines.append(f"- `{name}` {info.get('version', '')} ({info.get('method', '')}), sha256 "
                                f"{info.get('sha256', '')[:12]}: evaluated as shipped.")
-    header_summary = ("| task | model | cases | brain PSNR (dB) | brain SSIM | brain MAE | lesion cases | lesion PSNR (dB) "
-                      "| lesion SSIM | lesion MAE |\n|---|---|---|---|---|---|---|---|---|---|")
     header_cases = ("| task | case | model | brain PSNR | brain SSIM | brain MAE | lesion PSNR | lesion SSIM "
                     "| lesion MAE | seconds |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [
@@ -116,13 +127,14 @@ def render_report(results, record: dict) -> str:
         "",
         *model_lines,
         "",
-        "## Summary (mean ± sample standard deviation over cases)",
+        "## Summary, default protocol (mean ± sample standard deviation over cases)",
         "",
-        header_summary,
+        HEADER_SUMMARY,
         *summary_rows(results),
         "",
         *skipped_lines(record.get("skipped", [])),
-        "## Every case",
+        *secondary_lines(results, record),
+        "## Every case (default protocol)",
         "",
         header_cases,
         *case_rows(results),
