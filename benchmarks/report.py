@@ -116,7 +116,8 @@ def _section_machine(results: dict) -> list[str]:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     return ["## Machine", "",
-            f"- CPU: {m['cpu']}; {m['usable_cores']} usable cores ({m['logical_cpus']} logical CPUs), "
+            f"- CPU: {m['cpu']} ({', '.join(m.get('simd', [])) or 'no AVX'}); {m['usable_cores']} usable cores "
+            f"({m['logical_cpus']} logical CPUs), "
             f"{m['memory_gib']} GiB memory; {m['os']}",
             f"- Software: {versions}",
             f"- Bundle: {results['bundle']}",
@@ -140,7 +141,8 @@ def _section_method(results: dict) -> list[str]:
             "'1 thread' means the whole pipeline.",
             "- Peak memory is the process's peak resident set size as the kernel reports it to the parent "
             "(`os.wait4`, `ru_maxrss`): everything, including the Python interpreter, numpy, SimpleITK and the "
-            "backend's libraries. CPU seconds are user + system time of that process.",
+            "backend's libraries. CPU seconds are the process's CPU time (`time.process_time`, all threads): "
+            "for the whole run, per stage (between the pipeline's progress reports) and per network call.",
             "- FLOPs: each network call's input shapes are recorded (the engine's four methods are wrapped; "
             "the pipeline is unchanged) and its FLOPs are counted from the bundle's ONNX graph with shape inference "
             "for exactly those shapes: 2 × multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul "
@@ -175,11 +177,14 @@ def _section_cases(results: dict) -> list[str]:
 
 def _section_throughput(results: dict) -> list[str]:
     lines = ["## Machine convolution throughput", "",
+             "float32 unless stated; *bfloat16* is the same convolution in torch with bfloat16 tensors, for "
+             "comparison only (the pipeline runs float32).", "",
              "| threads | torch GFLOP/s | onnxruntime GFLOP/s | torch GFLOP per CPU s | onnxruntime GFLOP per CPU s "
-             "| load before → after |", "|---|---|---|---|---|---|"]
+             "| torch bfloat16 GFLOP per CPU s | load before → after |", "|---|---|---|---|---|---|---|"]
     for row in results["throughput"]:
+        bf16 = f"{row['torch_bf16_per_cpu_s']:.1f}" if "torch_bf16_per_cpu_s" in row else "–"
         lines.append(f"| {row['threads']} | {row['torch']:.1f} | {row['onnx']:.1f} | {row['torch_per_cpu_s']:.1f} | "
-                     f"{row['onnx_per_cpu_s']:.1f} | {row['load_before'][0]:.1f} → {row['load_after'][0]:.1f} |")
+                     f"{row['onnx_per_cpu_s']:.1f} | {bf16} | {row['load_before'][0]:.1f} → {row['load_after'][0]:.1f} |")
     return lines + [""]
 
 

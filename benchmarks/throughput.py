@@ -1,7 +1,8 @@
 """The machine's measured float32 Conv3d throughput (GFLOP/s) in torch and in onnxruntime.
 
 One large "same" 3x3x3 convolution, input ``(1, C, D, D, D)`` → ``(1, C, D, D, D)``, timed after a
-warm-up; the best of ``repeats`` calls is kept (the least disturbed by other processes).
+warm-up; the best of ``repeats`` calls is kept (the least disturbed by other processes). The same convolution
+in bfloat16 (torch) is measured for comparison only: the pipeline runs float32.
 FLOPs = 2 x D^3 x C x C x 27.
 """
 
@@ -37,13 +38,15 @@ def _best_seconds(call, repeats: int) -> tuple[float, float]:
     return best
 
 
-def torch_conv_seconds(probe: ConvProbe, threads: int) -> tuple[float, float]:
+def torch_conv_seconds(probe: ConvProbe, threads: int, bfloat16: bool = False) -> tuple[float, float]:
     import torch
 
     torch.set_num_threads(threads)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, probe.channels, probe.edge, probe.edge, probe.edge, generator=generator)
     conv = torch.nn.Conv3d(probe.channels, probe.channels, 3, padding=1).eval()
+    if bfloat16:  # not used by the pipeline: shows what bfloat16 kernels (AVX512-BF16 / AMX) would give
+        x, conv = x.to(torch.bfloat16), conv.to(torch.bfloat16)
 
     def call():
         with torch.inference_mode():
@@ -82,7 +85,9 @@ def measure(probe: ConvProbe, threads: int) -> dict:
     """``{"torch": GFLOP/s, "onnx": GFLOP/s, "torch_per_cpu_s": GFLOP per CPU second, ...}`` for one thread
     count (call in a fresh process)."""
     out = {"threads": threads, "probe": asdict(probe), "gflop": probe.flops / 1e9}
-    for backend, timer in (("torch", torch_conv_seconds), ("onnx", onnx_conv_seconds)):
+    timers = (("torch", torch_conv_seconds), ("onnx", onnx_conv_seconds),
+              ("torch_bf16", lambda p, t: torch_conv_seconds(p, t, bfloat16=True)))
+    for backend, timer in timers:
         wall, cpu = timer(probe, threads)
         out.update({f"{backend}_s": wall, f"{backend}_cpu_s": cpu, backend: probe.flops / wall / 1e9,
                     f"{backend}_per_cpu_s": probe.flops / max(cpu, 1e-9) / 1e9})
