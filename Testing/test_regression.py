@@ -303,6 +303,10 @@ def test_real_eval_harness_leave_one_case_out(tiny_bundle, tmp_path):
     assert all(set(r["secondary"]["zscore"]["brain"]) >= {"psnr", "ssim", "mae"} for r in results)
     assert "| t1ce ← {t1, t2, flair} | `regression` | 2 |" in text
     assert text.count("| pd ← {t2} | case-") == 2 and "Not evaluated (the model does not offer the task)" in text
+    assert "Features of each input, at 8 mm" in text and "600 foreground voxels per case" in text
+    rendered = tmp_path / "again.md"
+    assert main(["--render-only", str(work / "results.json"), "--output", str(rendered)]) == 0
+    assert rendered.read_text() == text
     # the summary is the mean of the per-case numbers
     psnr = [r["brain"]["psnr"] for r in results if r["model"] == "regression" and r["target"] == "t2"]
     assert f"{np.mean(psnr):.2f} ± {np.std(psnr, ddof=1):.2f}" in text

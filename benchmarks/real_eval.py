@@ -45,6 +45,12 @@ class Task:
         return f"{self.target} ← {{{', '.join(self.inputs)}}}"
 
 
+def case_task_from_dict(item: dict) -> CaseTask:
+    """Inverse of :meth:`CaseTask.to_dict`."""
+    return CaseTask(item["model"], item["case"], Task(item["target"], tuple(item["inputs"])), item["brain"],
+                    item["regions"], item["seconds"], item.get("secondary", {}))
+
+
 def parse_tasks(text: str) -> list[Task]:
     """``"t1ce<-t1,t2,flair;t2<-t1"`` → tasks (contrast aliases allowed)."""
     from MRSynthLib.contrasts import canonical_contrast
@@ -132,6 +138,19 @@ class LeaveOneOutRegression:
                       cases=[v.case_id for v in training])
         return export_regression_bundle(self.config, fitted, self.work_dir / "folds" / case, overwrite=True,
                                         training_data=record, validation={})
+
+
+def describe_regression(config_name: str) -> dict:
+    """What the leave-one-case-out folds of ``config_name`` are trained on and how (for the report)."""
+    from training.config import load_config
+    from training.data import describe_source
+
+    config = load_config(config_name)
+    settings = dataclasses.asdict(config.regression)
+    settings.pop("tasks")
+    return {"name": REGRESSION, "config": str(config_name), "protocol": "leave-one-case-out",
+            "spacing_mm": list(config.preprocessing.spacing), "regression": settings,
+            "sources": [describe_source(s, config.preprocessing.spacing) for s in config.data.sources]}
 
 
 def supports(bundle, task: Task) -> bool:
@@ -225,8 +244,7 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
                     + f" ({item.seconds:.0f} s)")
     record = {
         "cases_dir": str(cases_dir), "cases": [c.case_id for c in cases], "tasks": [t.label for t in tasks],
-        "models": {m: (bundles[m].provenance() if m in bundles else {"name": REGRESSION, "config": regression_config,
-                                                                     "protocol": "leave-one-case-out"})
+        "models": {m: (bundles[m].provenance() if m in bundles else describe_regression(regression_config))
                    for m in models},
         "protocol": EvaluationProtocol().to_dict(),
         "secondary_protocols": {name: EvaluationProtocol(**settings).to_dict() for name, settings in SECONDARY.items()},
@@ -237,7 +255,7 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", required=True,
+    parser.add_argument("--models", default="",
                         help="comma-separated bundle names/folders; `regression` = the leave-one-case-out baseline")
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="co-registered cases, plain layout")
     parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"TARGET<-IN1,IN2;... (default {DEFAULT_TASKS})")
@@ -247,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=Path("docs/MODEL_CARD_EVAL.md"), help="Markdown report")
     parser.add_argument("--json", type=Path, help="per-case results as JSON (default: <work-dir>/results.json)")
     parser.add_argument("--keep-outputs", action="store_true", help="write the synthetic volumes under <work-dir>/outputs")
+    parser.add_argument("--render-only", type=Path, metavar="JSON",
+                        help="only rewrite --output from the results JSON of an earlier run (no synthesis)")
     return parser
 
 
@@ -254,10 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.real_eval_report import render_report
 
     args = build_parser().parse_args(argv)
+    if args.render_only:
+        data = json.loads(args.render_only.read_text(encoding="utf-8"))
+        results = [case_task_from_dict(item) for item in data["results"]]
+        regression = data["record"]["models"].get(REGRESSION)
+        if regression is not None and "regression" not in regression:  # results of an older harness version
+            data["record"]["models"][REGRESSION] = describe_regression(regression["config"])
+        args.output.write_text(render_report(results, data["record"]), encoding="utf-8")
+        print(f"report written to {args.output} from {args.render_only}")
+        return 0
     if not args.cases.is_dir():
         print(f"real_eval: case folder {args.cases} does not exist: pass --cases DIR.", file=sys.stderr)
         return 2
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        print("real_eval: pass --models A,B,... (bundle names/folders, or `regression`).", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     results, record = run(models, args.cases, parse_tasks(args.tasks), args.work_dir, args.regression_config,
                           [c for c in args.only.split(",") if c] or None, keep_outputs=args.keep_outputs)

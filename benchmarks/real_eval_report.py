@@ -70,6 +70,22 @@ def case_rows(results) -> list[str]:
     return rows
 
 
+def regression_details(info: dict) -> str:
+    """One paragraph on the baseline's features, learner and training sources (when the record has them)."""
+    if "regression" not in info:
+        return ""
+    settings, features = info["regression"], info["regression"]["features"]
+    smoothing = ", ".join(f"{s:g}" for s in features["smoothing_mm"])
+    edge = "; plus the distance to the brain edge" if features["mask_distance"] else ""
+    return (f" Features of each input, at {info['spacing_mm'][0]:g} mm: intensity, Gaussian-smoothed intensity at "
+            f"{smoothing} mm (mask-normalised) and gradient magnitude at {features['gradient_mm']:g} mm{edge}. "
+            f"Learner: scikit-learn HistGradientBoostingRegressor (loss {settings['loss']}, at most "
+            f"{settings['max_iter']} trees of {settings['max_leaf_nodes']} leaves, learning rate "
+            f"{settings['learning_rate']:g}, early stopping {settings['early_stopping']}), "
+            f"{settings['samples_per_case']} foreground voxels per case (times the source weight), one regressor per "
+            f"evaluated task. Training sources: {'; '.join(info['sources'])}.")
+
+
 def skipped_lines(skipped: list[dict]) -> list[str]:
     """A note on (model, task) pairs a model's card does not offer, if any."""
     pairs = sorted({(s["model"], s["task"]) for s in skipped})
@@ -97,7 +113,8 @@ def render_report(results, record: dict) -> str:
             model_lines.append(
                 f"- `regression`: the classical baseline (per-voxel gradient-boosted trees, `MRSynthLib.regression`), "
                 f"**retrained for every held-out case** from config `{info['config']}` on all other cases of that "
-                f"config (real cases of the folder plus its phantoms); the held-out case is never in its training set.")
+                f"config (real cases of the folder plus its phantoms); the held-out case is never in its training set."
+                + regression_details(info))
         else:
             model_lines.append(f"- `{name}` {info.get('version', '')} ({info.get('method', '')}), sha256 "
                                f"{info.get('sha256', '')[:12]}: evaluated as shipped.")
