@@ -88,6 +88,7 @@ class MethodConfig:
     kind: str = "fusion"
     stage1_from: str = ""
     fusion_from: str = ""
+    max_minutes: float = 0.0  # > 0: also stop the kind's training at this wall-clock budget (not used by fusion)
     ldm: LDMTrainConfig = field(default_factory=LDMTrainConfig)
     cyclegan: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
     targetcode: TargetCodeTrainConfig = field(default_factory=TargetCodeTrainConfig)

@@ -69,6 +69,7 @@ class CycleGANTrainer:
         self.optimizers = {"generators": torch.optim.AdamW(generators, lr=lr, betas=(0.5, 0.999), weight_decay=wd),
                            "critics": torch.optim.AdamW(critics, lr=d_lr, betas=(0.5, 0.999), weight_decay=wd)}
         self.extra: dict[str, float] = {}
+        self.selection = ("val_psnr", 1.0)
         rng = np.random.default_rng(HELD_OUT_SEED)
         self.held_out = self._batch(rng, self.val_cases, self.val_cases)
 
@@ -138,7 +139,7 @@ class CycleGANTrainer:
                                            str(self.device))
 
     @torch.no_grad()
-    def validate(self):
+    def validate(self, final: bool):
         from MRSynthLib.translator_inference import predict_translator
 
         engine = self.engine()

@@ -5,7 +5,8 @@ translator does, so one denoiser serves every subset), a latent window, a time `
 noise; the loss is the mean squared error of the predicted velocity (``cosine`` schedule: DDPM with
 v-prediction; ``linear``: rectified flow), see :mod:`MRSynthLib.samplers`. Latents are scaled by
 ``latent_scale`` (1 / std of the training latents, measured once). Validation samples whole held-out
-volumes through the inference driver (:mod:`MRSynthLib.translator_inference`) with DDIM.
+volumes through the inference driver (:mod:`MRSynthLib.translator_inference`) with DDIM once, at the
+end; checkpoints are selected by the velocity loss on a fixed held-out batch.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class LDMTrainer:
             scale = float(1.0 / max(values.std().item(), 1e-3))
         self.extra = {"latent_scale": scale}
         self.schedule = Schedule(ldm.sampling.schedule)
+        self.selection = ("val_loss", -1.0)  # sampling whole volumes is costly: it runs at the end only
         self.modules = {"denoiser": self.denoiser}
         self.optimizers = {"denoiser": torch.optim.AdamW(self.denoiser.parameters(), lr=config.stage2.lr,
                                                          weight_decay=config.stage2.weight_decay)}
@@ -128,7 +130,9 @@ class LDMTrainer:
         return TorchGraphEngine.from_parts(card, parts, str(self.device))
 
     @torch.no_grad()
-    def validate(self):
+    def validate(self, final: bool):
+        if not final:
+            return {"val_psnr": float("nan")}, None
         return validate_cases(self.engine(), self.val_cases, self.slots)
 
 

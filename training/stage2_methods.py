@@ -49,7 +49,7 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
     """Train the kind's networks on frozen latents of ``train``/``val`` (``training.data.Volume`` lists).
 
     ``train_fusion`` trains the fusion translator in this run when ``ldm`` needs one and has none.
-    Returns the best checkpoint (``modules``, ``step``, ``val_psnr``, ``extra``).
+    Returns the best checkpoint (``modules``, ``step``, the selection score, ``extra``).
     """
     from training.stage2_loop import run_training
 
@@ -68,6 +68,7 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
                           f"x the {kind} network's own multiple) on every axis")
     train_cases = paired_cases(encode_cases(autoencoder, train, slots, multiple, patch, device), "training")
     val_cases = paired_cases(encode_cases(autoencoder, val, slots, multiple, patch, device), "validation")
+    torch.manual_seed(config.seed + 2)  # initial weights and dropout masks
     if kind == "ldm":
         from training.stage2_ldm import LDMTrainer
 
@@ -83,7 +84,7 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
     else:
         raise ConfigError(f"method.kind {kind!r} is not a generative translator kind")
     return run_training(trainer, config.stage2, run, config.method.stage, config.seed + 2, resume, progress,
-                        description=f"stage2 {kind}")
+                        description=f"stage2 {kind}", max_minutes=config.method.max_minutes)
 
 
 def _train_fusion(config: TrainConfig, run: RunFolder, autoencoder, train, val, progress: bool):
@@ -100,10 +101,19 @@ def _no_fusion(run: RunFolder):
                       f"or set method.fusion_from")
 
 
-def _best_validation(run: RunFolder, stage: str) -> dict:
-    from training.export import _best_row
+def _validation_record(run: RunFolder, stage: str, best_step: int) -> dict:
+    """The validation rows of the best checkpoint's step and of the last evaluation (numbers only)."""
+    import csv
+    import math
 
-    return _best_row(run.root / stage / "validation.csv")
+    with open(run.root / stage / "validation.csv", newline="") as stream:
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(stream)]
+
+    def clean(row: dict) -> dict:
+        return {k: (int(v) if k == "step" else v) for k, v in row.items() if not math.isnan(v)}
+
+    best = next((r for r in rows if int(r["step"]) == best_step), rows[-1])
+    return {"best": clean(best), "last": clean(rows[-1])}
 
 
 def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: bool = False) -> Path:
@@ -163,7 +173,7 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
                                  + ("cyclegan: its source -> target" if kind == "cyclegan" else
                                     "case i synthesizes its i-th contrast from all its others")
                                  + ("; ldm: DDIM, eta 0, seed 0" if kind == "ldm" else "")),
-                    "translator": _best_validation(run, stage)},
+                    "translator": _validation_record(run, stage, int(best.get("step", -1)))},
         provenance={"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "trained_by": "mrsynth-train (training/ package of this repository)", "git": git_revision(),
                     "config": config.to_dict(), "mrsynth_version": MRSynthLib.__version__,

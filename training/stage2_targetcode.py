@@ -37,6 +37,7 @@ class TargetCodeTrainer:
         self.train_cases, self.val_cases = train, val
         self.ds = autoencoder.config.downsampling
         self.patch = tuple(config.stage2.patch_size)
+        self.selection = ("val_psnr", 1.0)
         self.modules = {"targetcode": self.network}
         self.optimizers = {"targetcode": torch.optim.AdamW(self.network.parameters(), lr=config.stage2.lr,
                                                            weight_decay=config.stage2.weight_decay)}
@@ -97,5 +98,5 @@ class TargetCodeTrainer:
                                            str(self.device))
 
     @torch.no_grad()
-    def validate(self):
+    def validate(self, final: bool):
         return validate_cases(self.engine(), self.val_cases, self.slots)
