@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import blob_array
+from conftest import SHARED_DATA, blob_array, requires_shared_data
 from MRSynthLib.errors import ContrastError, InputImageError
 from MRSynthLib.preprocess import PreprocessSpec
 from training.augment import PatchAugmenter
@@ -393,3 +393,21 @@ def test_cli_trains_on_a_dataset_folder_mixed_with_phantoms(tmp_path, capsys):
     assert "3 training and 1 validation cases" in capsys.readouterr().err
     assert [r["step"] for r in csv.DictReader(open(tmp_path / "run" / "stage1" / "metrics.csv"))] == ["1", "2"]
     assert len(list((tmp_path / "cache").glob("*/brats2021/*/key.json"))) == 3  # the test case is never preprocessed
+
+
+@pytest.mark.data
+@requires_shared_data()
+def test_real_cases_folder_reads_with_partial_pairing_and_registration(tmp_path):
+    source = SourceConfig(kind="plain", root=str(SHARED_DATA / "cases"), name="real")
+    cases = {c.case_id: c for c in list_source_cases(source, 0, SPEC.spacing)}
+    assert len(cases) == 8
+    assert cases["real/isbi2015-ms-test02"].contrasts == ("t2", "flair", "pd")  # no T1: partially paired
+    assert cases["real/mni-icbm152-2009c"].contrasts == ("t1", "t2")
+    assert cases["real/ms-ljubljana-p07"].labels.name == "lesion.nii.gz"
+    isbi = cases["real/isbi2015-ms-test02"]
+    cache = PreprocessCache(tmp_path, dataclasses.replace(SPEC, spacing=(4.0, 4.0, 4.0)))
+    arrays = cache.build(isbi, register=True)
+    assert sorted(arrays) == ["flair", "foreground", "mask", "pd", "t2"]
+    key = json.loads((cache.case_dir(isbi) / "key.json").read_text())
+    assert key["record"]["reference"] == "t2" and list(key["record"]["registrations"]) == ["flair"]  # own grid
+    assert cache.is_fresh(isbi, register=True) and not cache.is_fresh(isbi, register=False)

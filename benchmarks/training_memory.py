@@ -11,7 +11,7 @@ operator and never returned (the CPU convolution's im2col buffers, cuDNN workspa
 tensors and are not counted, so the number is the device-independent part: what a GPU's
 ``torch.cuda.max_memory_allocated`` would show minus convolution workspaces. Modes: float32, bf16
 autocast (the CPU autocast op lists cast convolutions like CUDA's) and float32 with gradient
-checkpointing.
+checkpointing, and both together.
 
 Extrapolation: in a convolutional network every activation scales with the number of voxels in the
 batch, so the peak is fitted as ``static + per_voxel * B * S^3`` (least squares over the measured sizes;
@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-MODES = ("float32", "bf16-autocast", "float32+checkpointing")
+MODES = ("float32", "bf16-autocast", "float32+checkpointing", "bf16+checkpointing")
 
 
 def measure_step(config, size: int, batch: int, mode: str, seed: int = 0) -> dict:
@@ -46,10 +46,10 @@ def measure_step(config, size: int, batch: int, mode: str, seed: int = 0) -> dic
     torch.manual_seed(seed)
     model = LatentAutoencoder(config.autoencoder)
     objective = Stage1Objective(config)
-    if mode == "float32+checkpointing":
+    if mode.endswith("+checkpointing"):
         enable_gradient_checkpointing(model)
     optimizer = torch.optim.AdamW(list(model.parameters()) + objective.generator_parameters(), lr=1e-4)
-    use_bf16 = mode == "bf16-autocast"
+    use_bf16 = mode.startswith("bf16")
 
     def step(images: torch.Tensor) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):

@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)
     ctx = init_distributed(config.runtime.device)
+    from MRSynthLib.errors import MRSynthError
+
     try:
         return _run(args, config, ctx)
-    except ConfigError as error:
+    except (ConfigError, MRSynthError) as error:  # a bad config, dataset folder or image file: one sentence
         print(f"mrsynth-train: {error}", file=sys.stderr)
         return 2
     finally:
