@@ -89,6 +89,9 @@ def test_quick_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
         assert run["process"]["peak_rss_bytes"] > 50 * 2**20  # an interpreter with numpy and SimpleITK
         assert run["result"]["end_to_end_s"] > 0
         assert {"read", "preprocess", "encode", "decode", "postprocess", "write"} <= set(run["result"]["timings_s"])
+        stage_cpu = run["result"]["stage_cpu_s"]
+        assert {"read", "preprocess", "load_model", "encode", "decode", "write"} <= set(stage_cpu)
+        assert 0 < sum(stage_cpu.values()) <= run["result"]["end_to_end_cpu_s"] + 1e-6  # stages lie inside the run
         assert run["result"]["graphs"]["encoder"]["flops"] > 0
         assert run["result"]["graphs"]["encoder"]["calls"] == 3 * run["result"]["windows"]  # one per input and window
     windowed = [r for r in results["runs"] if r["config"]["window"]]
@@ -100,6 +103,10 @@ def test_quick_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
         assert heading in text
     for run in results["runs"]:
         assert f"| {run['label']} |" in text
+    again = tmp_path / "again.md"
+    subprocess.run([sys.executable, "-m", "benchmarks.run", "--from-results", str(tmp_path / "work" / "results.json"),
+                    "--output", str(again)], cwd=REPO, check=True, capture_output=True, timeout=120)
+    assert again.read_text() == text  # the report is a function of the results alone
 
 
 def _itk_to_reference(space, array, background):

@@ -322,7 +322,8 @@ def _section_memory(results: dict) -> list[str]:
                      f"of {results['machine']['memory_gib']} GiB; {_profile(run, top=3)}.")
     lines += ["", "The pipeline crops to the head's foreground before the network, so the network's input is set by "
               "the head's size at the bundle's spacing, not by the file's matrix: a finely sampled input costs memory "
-              "and time in reading, resampling and writing, not in the networks. Sliding windows start above "
+              "and time in the full-resolution stages (reading, mapping the outputs back onto the input grid in "
+              "postprocess, writing), not in the networks. Sliding windows start above "
               "160³ model-space voxels (`MRSynthLib.inference.AUTO_WINDOW_VOXELS`); the `--window` row shows them "
               "running at this size.", ""]
     return lines

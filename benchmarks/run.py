@@ -169,7 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "bench-cache", help="generated input cases")
     parser.add_argument("--model", default="mrsynth-phantom-fsq", help="bundle name or folder")
     parser.add_argument("--only", action="append", help="only this case (repeatable)")
+    parser.add_argument("--from-results", type=Path, metavar="RESULTS_JSON",
+                        help="measure nothing: render the report again from a results.json of an earlier run")
     args = parser.parse_args(argv)
+    if args.from_results:
+        output = args.output or REPO / "docs" / "PERFORMANCE.md"
+        output.write_text(render(json.loads(args.from_results.read_text())), encoding="utf-8")
+        print(f"[bench] wrote {output} from {args.from_results}", flush=True)
+        return 0
 
     plan = quick_plan() if args.quick else full_plan()
     work = args.work_dir or REPO / "runs" / ("bench-quick" if args.quick else "bench")
