@@ -31,17 +31,27 @@ def one_thread():
 
 @pytest.mark.slow
 def test_two_process_torchrun_trains_identical_replicas(tmp_path):
+    """phantom-tiny (16^3 patches, 6 steps) with a VQ latent (EMA codebook all-reduced across ranks) and the
+    PatchGAN from step 2 (its discriminator is DDP-wrapped too), on 2 CPU processes."""
+    import yaml
+
+    config = load_config("phantom-tiny").to_dict()
+    config["autoencoder"].update(latent="vq", vq={**config["autoencoder"]["vq"], "dim": 4, "codebook_size": 32})
+    config["stage1_loss"]["gan"].update(enabled=True, start_step=2, channels=8, layers=2)
+    (tmp_path / "tiny-vq-gan.yaml").write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-               "-m", "training.cli", "stage1", "--config", "phantom-tiny", "--run-dir", str(run_dir), "--quiet"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
+               "training.cli", "stage1", "--config", str(tmp_path / "tiny-vq-gan.yaml"), "--run-dir", str(run_dir), "--quiet"]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     replicas = json.loads((run_dir / "stage1" / "replicas.json").read_text())
     assert replicas["world_size"] == 2 and replicas["backend"] == "gloo" and replicas["step"] == 6
+    assert replicas["modules"] == ["autoencoder", "discriminator"]
     assert len(replicas["sha256"]) == 2 and replicas["sha256"][0] == replicas["sha256"][1] and replicas["identical"]
     rows = list(csv.DictReader(open(run_dir / "stage1" / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [2, 4, 6]  # rank 0 alone logs
+    assert float(rows[0]["gan_d"]) == 0.0 and float(rows[-1]["gan_d"]) > 0  # the discriminator trained after warm-up
     assert (run_dir / "stage1" / "best.ckpt").exists() and (run_dir / "split.json").exists()
 
 

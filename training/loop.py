@@ -8,7 +8,7 @@ import json
 import numpy as np
 import torch
 
-from training.distributed import DistContext, replica_hashes
+from training.distributed import DistContext, replica_hashes, unwrap
 from training.runs import RunFolder
 
 
@@ -50,13 +50,16 @@ def is_log_step(done: int, every: int, total: int) -> bool:
     return done % every == 0 or done == total
 
 
-def check_replicas(ctx: DistContext, run: RunFolder, stage: str, model, step: int) -> list[str]:
-    """Gather every rank's weight hash; rank 0 records them in ``<stage>/replicas.json``. Raises
-    RuntimeError when the replicas differ (a desynchronised data-parallel run)."""
-    hashes = replica_hashes(ctx, model)
+def check_replicas(ctx: DistContext, run: RunFolder, stage: str, modules: dict[str, torch.nn.Module],
+                   step: int) -> list[str]:
+    """Gather every rank's hash of the weights of ``modules`` (name -> module, DDP wrappers allowed); rank 0
+    records them in ``<stage>/replicas.json``. Raises RuntimeError when the replicas differ (a
+    desynchronised data-parallel run)."""
+    hashes = replica_hashes(ctx, torch.nn.ModuleDict({k: unwrap(m) for k, m in modules.items()}))
     if ctx.is_main:
         record = {"step": step, "world_size": ctx.world_size, "backend": ctx.backend or "none",
-                  "device": str(ctx.device), "sha256": hashes, "identical": len(set(hashes)) == 1}
+                  "device": str(ctx.device), "modules": list(modules), "sha256": hashes,
+                  "identical": len(set(hashes)) == 1}
         path = run.stage_dir(stage) / "replicas.json"
         path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     if len(set(hashes)) != 1:

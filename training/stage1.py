@@ -109,7 +109,12 @@ def train_stage1(config: TrainConfig, run: RunFolder, train: list[Volume], val: 
                     if objective.state_dict():
                         run.save_checkpoint(STAGE, "objective", objective.state_dict())
                 run.log(STAGE, row)
-    check_replicas(ctx, run, STAGE, model, steps)
+    trained = {"autoencoder": model}
+    if objective.srb is not None:
+        trained["srb_projector"] = objective.srb.projector
+    if objective.adversary is not None:
+        trained["discriminator"] = objective.adversary.discriminator
+    check_replicas(ctx, run, STAGE, trained, steps)
     model = model.cpu()
     barrier(ctx)
     model = run.load_best(STAGE, model)
