@@ -178,7 +178,8 @@ def predict(
     seed: int = 0,
     window: int | None = None,
     overlap: int = AUTO_WINDOW_OVERLAP,
-    sample_batch: int = 4,
+    sample_batch: int | None = None,
+    contributions: bool = True,
     progress: Callable[[str, float], None] | None = None,
 ) -> Prediction:
     """Synthesize ``target`` from normalised model-space inputs.
@@ -188,10 +189,14 @@ def predict(
         samples: 1 → deterministic only; N > 1 → also N stochastic passes whose voxel-wise std is the
             uncertainty (the synthetic image stays the deterministic pass).
         window: sliding-window edge in voxels (None = automatic, 0 = whole volume).
-        sample_batch: stochastic passes decoded together (memory grows linearly with it).
+        sample_batch: stochastic passes decoded together (memory grows linearly with it); None = the
+            engine's ``sample_batch`` (torch 4; onnxruntime 1, measured faster and leaner one at a time).
+        contributions: False skips the contribution maps (``Prediction.contributions`` is then empty).
         progress: optional ``progress(stage, fraction)``.
     """
     report = progress or (lambda stage, fraction: None)
+    if sample_batch is None:
+        sample_batch = int(getattr(engine, "sample_batch", 4))
     names = list(arrays)
     shape = tuple(next(iter(arrays.values())).shape)
     ds = engine.downsampling
@@ -207,7 +212,7 @@ def predict(
 
     synthetic = np.zeros(shape, np.float32)
     weight_sum = np.zeros(shape, np.float32)
-    contributions = np.zeros((len(names),) + shape, np.float32)
+    shares = np.zeros((len(names),) + shape, np.float32) if contributions else None
     moment1 = np.zeros(shape, np.float64) if samples > 1 else None
     moment2 = np.zeros(shape, np.float64) if samples > 1 else None
     stack = np.stack([np.asarray(arrays[n], dtype=np.float32) for n in names])  # (K, Z, Y, X)
@@ -227,7 +232,8 @@ def predict(
         blend = blend_weights(start, plan.size, shape, plan.overlap)
         synthetic[where] += image * blend
         weight_sum[where] += blend
-        contributions[(slice(None),) + where] += upsample_linear(gates[0], ds) * blend
+        if shares is not None:
+            shares[(slice(None),) + where] += upsample_linear(gates[0], ds) * blend
         if scales is not None:
             report("uncertainty", fraction)
             flipped_hidden, _ = engine.fuse(np.ascontiguousarray(latents[..., ::-1]), slot_codes, target_onehot, mask)
@@ -238,15 +244,18 @@ def predict(
     report("blend", 1.0)
     weight_sum = np.maximum(weight_sum, 1e-6)
     synthetic /= weight_sum
-    contributions /= weight_sum
-    contributions /= np.maximum(contributions.sum(0, keepdims=True), 1e-6)
+    maps = {}
+    if shares is not None:
+        shares /= weight_sum
+        shares /= np.maximum(shares.sum(0, keepdims=True), 1e-6)
+        maps = {n: shares[i] for i, n in enumerate(names)}
     uncertainty = None
     if scales is not None:
         mean = moment1 / weight_sum / samples
         second = moment2 / weight_sum / samples
         variance = np.clip(second - mean**2, 0.0, None) * samples / (samples - 1)
         uncertainty = np.sqrt(variance).astype(np.float32)
-    return Prediction(synthetic, uncertainty, {n: contributions[i] for i, n in enumerate(names)}, plan.count)
+    return Prediction(synthetic, uncertainty, maps, plan.count)
 
 
 def _sample_moments(engine: Engine, hidden: dict[bool, np.ndarray], scales: np.ndarray, sample_batch: int,

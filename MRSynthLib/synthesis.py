@@ -189,8 +189,8 @@ def synthesize(
         window: sliding-window edge in model-space voxels (None = automatic, 0 = whole volume).
         register: None = register inputs whose grid differs from the reference; False = only resample.
         progress: optional ``progress(stage, fraction)`` callable (see :class:`MRSynthLib.progress.Progress`).
-        contributions: False may skip the contribution maps where they cost extra work (``*-ldm``: one
-            diffusion run per input); the result then has none.
+        contributions: False skips the contribution maps (they cost memory and time on large grids: 6 s and
+            4 GB at 512x512x400); the result then has none. The CLI asks for them only with --contributions-dir.
 
     Raises:
         MRSynthError: any problem with the inputs, contrasts or bundle, as one clear sentence.
@@ -236,8 +236,12 @@ def synthesize(
 
         predict = partial(predict_translator, contributions=contributions)
     else:
+        from functools import partial
+
         from MRSynthLib.backends import load_engine
-        from MRSynthLib.inference import predict
+        from MRSynthLib.inference import predict as predict_fusion
+
+        predict = partial(predict_fusion, contributions=contributions)
 
     engine = load_engine(bundle, backend, device, threads)
     lap("load_model")
@@ -254,7 +258,7 @@ def synthesize(
     uncertainty = None
     if prediction.uncertainty is not None:
         uncertainty = space.to_reference(prediction.uncertainty * mask)
-    contributions = _contributions_on_reference(space, prediction.contributions, mask)
+    contributions = _contributions_on_reference(space, prediction.contributions, mask) if prediction.contributions else {}
     lap("postprocess")
 
     provenance = {

@@ -53,6 +53,7 @@ class TorchEngine:
     :class:`MRSynthLib.inference.Engine` on numpy arrays."""
 
     backend = "torch"
+    sample_batch = 4
 
     def __init__(self, bundle: Bundle, device: str = "auto") -> None:
         card = bundle.card
