@@ -176,6 +176,8 @@ def markdown(record: dict) -> str:
         f"{record['heldout_seeds']} x 5 contrasts, whole volumes through `encode` -> `decode`, mean (std) over "
         "volumes. " + record["protocol"],
         "",
+        "`train s`: wall-clock seconds of `train_stage1` (final validation included).",
+        "",
         "| variant | parameters | train s | brain PSNR dB | brain SSIM | brain MAE | tumour PSNR dB |",
         "|---|---|---|---|---|---|---|",
     ]

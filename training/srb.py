@@ -47,7 +47,7 @@ class SemanticAlignment(nn.Module):
         The attention volume is 1 everywhere except on each sample's drawn slice, where it is the
         teacher's attention map (mean 1): it multiplies AFL's gradient attention there.
         """
-        rows = torch.arange(image.shape[0])
+        rows, slices = torch.arange(image.shape[0], device=image.device), slices.to(image.device)
         if image.ndim == 5:
             image_slices = image[rows, 0, slices]  # (B, Y, X)
             latent_slices = latent[rows, :, slices // self.downsampling]  # (B, L, y, x)
