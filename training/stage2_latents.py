@@ -8,7 +8,10 @@ multiple of ``downsampling * network multiple`` before encoding, exactly as the 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 import numpy as np
 import torch
 
@@ -117,26 +120,56 @@ def _pad_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(array, pad)
 
 
+def state_digest(module: torch.nn.Module) -> str:
+    """sha256 of a module's weights (names, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 @torch.no_grad()
 def encode_cases(autoencoder: LatentAutoencoder, volumes, slots: tuple[str, ...], multiple: int,
-                 patch: tuple[int, int, int], device: torch.device = torch.device("cpu")) -> list[LatentCase]:
+                 patch: tuple[int, int, int], device: torch.device = torch.device("cpu"),
+                 cache_dir: Path | None = None) -> list[LatentCase]:
     """Encode every slot of every volume (``training.data.Volume``) once.
 
     Args:
         multiple: padded image sizes are multiples of this (``downsampling * network multiple``).
         patch: training patch (image voxels); each axis is padded to at least this.
+        cache_dir: keep the latents here as ``.npy``, keyed by the autoencoder's weights, the padded
+            images and the slots, so later runs on the same frozen autoencoder skip the encoding.
     """
     cases = []
     ds = autoencoder.config.downsampling
+    weights = state_digest(autoencoder) if cache_dir is not None else ""
     for volume in volumes:
         shape = tuple(volume.mask.shape)
         padded = tuple(-(-max(n, p) // multiple) * multiple for n, p in zip(shape, patch))
         images = np.zeros((len(slots),) + padded, np.float32)
         present = [i for i, name in enumerate(slots) if name in volume.images]
-        latents = torch.zeros((len(slots), autoencoder.config.latent_channels) + tuple(n // ds for n in padded))
         for i in present:
             images[i] = _pad_to(np.asarray(volume.images[slots[i]], np.float32), padded)
-            latents[i] = autoencoder.encode(torch.from_numpy(images[i])[None, None].to(device))[0].cpu()
+        latents = None
+        path = None
+        if cache_dir is not None:
+            key = hashlib.sha256(json.dumps([weights, list(slots), present, list(padded)]).encode())
+            key.update(images.tobytes())
+            path = Path(cache_dir) / f"{key.hexdigest()[:24]}.npy"
+            if path.exists():
+                latents = torch.from_numpy(np.load(path))
+        if latents is None:
+            latents = torch.zeros((len(slots), autoencoder.config.latent_channels) + tuple(n // ds for n in padded))
+            for i in present:
+                latents[i] = autoencoder.encode(torch.from_numpy(images[i])[None, None].to(device))[0].cpu()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(path.name + ".part")
+                with open(partial, "wb") as stream:
+                    np.save(stream, latents.numpy())
+                partial.replace(path)
         foreground = np.asarray(volume.foreground) if volume.foreground is not None else np.argwhere(volume.mask)
         cases.append(LatentCase(volume.case_id, images, latents, present, _pad_to(np.asarray(volume.mask, bool), padded),
                                 foreground, shape))

@@ -66,8 +66,9 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
     if any(p % multiple for p in patch):
         raise ConfigError(f"stage2.patch_size {list(patch)} must be a multiple of {multiple} (autoencoder downsampling "
                           f"x the {kind} network's own multiple) on every axis")
-    train_cases = paired_cases(encode_cases(autoencoder, train, slots, multiple, patch, device), "training")
-    val_cases = paired_cases(encode_cases(autoencoder, val, slots, multiple, patch, device), "validation")
+    latent_cache = (Path(config.data.cache_dir).expanduser() if config.data.cache_dir else run.root / "cache") / "latents"
+    train_cases = paired_cases(encode_cases(autoencoder, train, slots, multiple, patch, device, latent_cache), "training")
+    val_cases = paired_cases(encode_cases(autoencoder, val, slots, multiple, patch, device, latent_cache), "validation")
     torch.manual_seed(config.seed + 2)  # initial weights and dropout masks
     if kind == "ldm":
         from training.stage2_ldm import LDMTrainer
