@@ -45,6 +45,8 @@ MODELS = (  # (label, built-in bundle name, or the suffix of a phantom-methods-<
     ("cyclegan t2->flair", "cyclegan-t2-flair"),
 )
 BACKENDS = ("onnx", "torch")
+RESPONSE_TASK = ("flair", ("t1", "t2"))  # contribution check: t2 replaced by noise
+
 BINS = 5
 START, END = "<!-- methods-table:start -->", "<!-- methods-table:end -->"
 
@@ -187,10 +189,44 @@ def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads:
                             parity[label] = max(parity.get(label, 0.0), float(difference))
                         else:
                             synthetic[key] = array
+        response = contribution_response(models, cases[seeds[0]], Path(tmp), root, threads, progress)
     binned = {label: error_by_uncertainty(np.concatenate(s), np.concatenate(e)) for label, (s, e) in curves.items()}
     return {"scores": [s.__dict__ for s in scores], "calibration_curve": binned, "backend_parity": parity,
             "training": trained, "samples": samples, "threads": threads, "seeds": list(seeds),
-            "case": {"size": list(CASE_SIZE), "spacing": list(CASE_SPACING)}}
+            "case": {"size": list(CASE_SIZE), "spacing": list(CASE_SPACING)}, "contribution_response": response}
+
+
+def contribution_response(models, folder: Path, tmp: Path, root: Path, threads: int, progress) -> dict:
+    """Mean contribution of t2 in the brain for flair <- t1+t2, with the true t2 and with t2 replaced by
+    uniform noise of the same intensity range (onnx backend, one sample), per model that takes the task."""
+    import SimpleITK as sitk
+
+    from MRSynthLib.bundle import load_bundle
+    from MRSynthLib.imageio import image_to_array, read_image
+    from MRSynthLib.registry import resolve_model
+    from MRSynthLib.synthesis import synthesize
+
+    target, inputs = RESPONSE_TASK
+    t2 = read_image(folder / "t2.nii.gz")
+    brain = image_to_array(read_image(folder / "brainmask.nii.gz")) > 0
+    values = image_to_array(t2)
+    noise = np.random.default_rng(0).uniform(0, np.percentile(values[brain], 99), values.shape).astype(np.float32)
+    noisy = sitk.GetImageFromArray(noise)
+    noisy.CopyInformation(t2)
+    sitk.WriteImage(noisy, str(tmp / "t2_noise.nii.gz"))
+    out = {}
+    for label, source in models:
+        bundle = resolve_model(source) if is_builtin(source) else load_bundle(root / "bundles" / source)
+        if target not in bundle.card.output_contrasts or not set(inputs) <= set(bundle.card.input_contrasts):
+            continue
+        shares = []
+        for t2_file in (folder / "t2.nii.gz", tmp / "t2_noise.nii.gz"):
+            progress(f"{label} contributions, t2 = {t2_file.name}")
+            result = synthesize({"t1": folder / "t1.nii.gz", "t2": t2_file}, target, model=bundle, backend="onnx",
+                                threads=threads)
+            shares.append(float(image_to_array(result.contributions["t2"])[brain].mean()))
+        out[label] = {"t2_true": shares[0], "t2_noise": shares[1]}
+    return out
 
 
 def _mean(values) -> float | None:
@@ -240,6 +276,14 @@ def markdown(summary: dict) -> str:
               "| model | " + " | ".join(f"q{i + 1}" for i in range(BINS)) + " |", "|---|" + "---|" * BINS]
     for model, curve in summary["calibration_curve"].items():
         lines.append(f"| {model} | " + " | ".join(f"{s:.3f} / {e:.3f}" for s, e in curve) + " |")
+    response = summary.get("contribution_response") or {}
+    if response:
+        target, inputs = RESPONSE_TASK
+        lines += ["", f"Mean contribution of t2 in the brain for {target} <- {'+'.join(inputs)} (first case), with the "
+                  "true t2 and with t2 replaced by uniform noise:", "",
+                  "| model | t2 true | t2 = noise |", "|---|---|---|"]
+        for model, shares in response.items():
+            lines.append(f"| {model} | {shares['t2_true']:.3f} | {shares['t2_noise']:.3f} |")
     return "\n".join(lines)
 
 

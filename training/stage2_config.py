@@ -38,6 +38,11 @@ class LDMTrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     measure_latent_scale: bool = True
     validation_steps: int = 10
+    batch_reuse: int = 1  # steps per drawn batch (fresh t and noise each step); the fusion guide is costly
+
+    def __post_init__(self) -> None:
+        if self.batch_reuse < 1:
+            raise ValueError(f"batch_reuse must be at least 1, not {self.batch_reuse}")
 
     def denoiser_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> DenoiserConfig:
         """The denoiser's architecture with the latent size and slot order of the networks it works with."""

@@ -2,7 +2,8 @@
 
 Each sample draws a target contrast and a random non-empty subset of the others (as the fusion
 translator does, so one denoiser serves every subset), a latent window, a time ``t ~ U(0, 1)`` and
-noise; the loss is the mean squared error of the predicted velocity (``cosine`` schedule: DDPM with
+noise (a drawn batch, whose fusion guide costs more than the denoiser step, serves ``batch_reuse``
+steps, each with fresh times and noise); the loss is the mean squared error of the predicted velocity (``cosine`` schedule: DDPM with
 v-prediction; ``linear``: rectified flow), see :mod:`MRSynthLib.samplers`. Latents are scaled by
 ``latent_scale`` (1 / std of the training latents, measured once). Validation samples whole held-out
 volumes through the inference driver (:mod:`MRSynthLib.translator_inference`) with DDIM once, at the
@@ -58,6 +59,7 @@ class LDMTrainer:
         b = config.stage2.batch_size
         self.held_out_t = torch.from_numpy(np.linspace(0.05, 0.95, b).astype(np.float32))
         self.held_out_noise = torch.from_numpy(rng.standard_normal(tuple(self.held_out["x0"].shape)).astype(np.float32))
+        self._reused, self._current = 0, None
 
     @property
     def sampling(self):
@@ -102,7 +104,10 @@ class LDMTrainer:
 
     def step(self, rng: np.random.Generator) -> dict[str, float]:
         self.denoiser.train()
-        batch = self._batch(rng, self.train_cases)
+        if self._reused % self.config.method.ldm.batch_reuse == 0:  # draw new cases, tasks, windows and guide
+            self._current = self._batch(rng, self.train_cases)
+        self._reused += 1
+        batch = self._current
         t = torch.from_numpy(rng.uniform(0.0, 1.0, len(batch["x0"])).astype(np.float32))
         noise = torch.from_numpy(rng.standard_normal(tuple(batch["x0"].shape)).astype(np.float32)).to(self.device)
         loss = self._loss(batch, t, noise)
