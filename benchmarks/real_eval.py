@@ -150,7 +150,8 @@ def describe_regression(config_name: str) -> dict:
     settings.pop("tasks")
     return {"name": REGRESSION, "config": str(config_name), "protocol": "leave-one-case-out",
             "spacing_mm": list(config.preprocessing.spacing), "regression": settings,
-            "sources": [describe_source(s, config.preprocessing.spacing) for s in config.data.sources]}
+            "sources": [describe_source(s, config.preprocessing.spacing)
+                        + (f" (source weight {s.weight:g})" if s.kind == "phantom" else "") for s in config.data.sources]}
 
 
 def supports(bundle, task: Task) -> bool:
@@ -214,6 +215,7 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
         raise SystemExit(f"No case found in {cases_dir} (plain layout: <case>/<contrast>.nii.gz).")
     folds = LeaveOneOutRegression(regression_config, cases_dir, work_dir, log) if REGRESSION in models else None
     bundles = {m: resolve_model(m) for m in models if m != REGRESSION}
+    described = {m: bundles[m].provenance() if m in bundles else describe_regression(regression_config) for m in models}
     results, skipped = [], []
     for case in cases:
         case_tasks = [t for t in tasks if set(t.inputs) | {t.target} <= set(case.images)]
@@ -244,8 +246,7 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
                     + f" ({item.seconds:.0f} s)")
     record = {
         "cases_dir": str(cases_dir), "cases": [c.case_id for c in cases], "tasks": [t.label for t in tasks],
-        "models": {m: (bundles[m].provenance() if m in bundles else describe_regression(regression_config))
-                   for m in models},
+        "models": described,
         "protocol": EvaluationProtocol().to_dict(),
         "secondary_protocols": {name: EvaluationProtocol(**settings).to_dict() for name, settings in SECONDARY.items()},
         "skipped": skipped,
@@ -271,12 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.real_eval_report import render_report
+    from benchmarks.real_eval_report import git_revision, render_report
 
     args = build_parser().parse_args(argv)
     if args.render_only:
         data = json.loads(args.render_only.read_text(encoding="utf-8"))
         results = [case_task_from_dict(item) for item in data["results"]]
+        data["record"]["rendered_at"] = git_revision()
         regression = data["record"]["models"].get(REGRESSION)
         if regression is not None and "regression" not in regression:  # results of an older harness version
             data["record"]["models"][REGRESSION] = describe_regression(regression["config"])
@@ -295,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                           [c for c in args.only.split(",") if c] or None, keep_outputs=args.keep_outputs)
     record["seconds"] = round(time.perf_counter() - started, 1)
     record["command"] = "python -m benchmarks.real_eval " + " ".join(argv if argv is not None else sys.argv[1:])
+    record["git"], record["date"] = git_revision(), time.strftime("%Y-%m-%d")
     json_path = args.json or args.work_dir / "results.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps({"record": record, "results": [r.to_dict() for r in results]}, indent=1) + "\n")

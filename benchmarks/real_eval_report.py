@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 
 METRICS = ("psnr", "ssim", "mae")
+SECONDARY_WHY = ("Why a second protocol: the default one maps each volume's own 99.5th brain percentile to 1. In a "
+                 "post-contrast T1 that percentile is set by the brightest few voxels (vessels, enhancement), so a "
+                 "prediction that renders them less bright is scaled differently from the reference and loses PSNR "
+                 "and MAE even where its tissue contrast is right. Z-scores use the mean and standard deviation instead.")
 DIGITS = {"psnr": 2, "ssim": 3, "mae": 4}
 HEADER_SUMMARY = ("| task | model | cases | brain PSNR (dB) | brain SSIM | brain MAE | lesion cases | lesion PSNR (dB) "
                   "| lesion SSIM | lesion MAE |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
-def _git_revision() -> str:
+def git_revision() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
+
+
+def rerendered(record: dict) -> str:
+    """A note when the report was rewritten from the JSON of an earlier run."""
+    return f"; this text re-rendered from its results JSON at git `{record['rendered_at']}`" if "rendered_at" in record else ""
 
 
 def mean_sd(values: list[float | None], digits: int) -> str:
@@ -83,7 +91,8 @@ def regression_details(info: dict) -> str:
             f"{settings['max_iter']} trees of {settings['max_leaf_nodes']} leaves, learning rate "
             f"{settings['learning_rate']:g}, early stopping {settings['early_stopping']}), "
             f"{settings['samples_per_case']} foreground voxels per case (times the source weight), one regressor per "
-            f"evaluated task. Training sources: {'; '.join(info['sources'])}.")
+            f"evaluated task. Training sources: "
+            + "; ".join(f"({i}) {text}" for i, text in enumerate(info["sources"], start=1)) + ".")
 
 
 def skipped_lines(skipped: list[dict]) -> list[str]:
@@ -99,7 +108,7 @@ def secondary_lines(results, record: dict) -> list[str]:
     """A summary table per secondary protocol, with its exact description."""
     lines = []
     for name, protocol in record.get("secondary_protocols", {}).items():
-        lines += [f"### Secondary protocol: {name}", "", f"Exact protocol: {protocol['description']}", "",
+        lines += [f"### Secondary protocol: {name}", "", SECONDARY_WHY, "", f"Exact protocol: {protocol['description']}", "",
                   HEADER_SUMMARY, *summary_rows(results, name), ""]
     return lines
 
@@ -123,8 +132,9 @@ def render_report(results, record: dict) -> str:
     lines = [
         "# Real-data evaluation (leave-one-case-out)",
         "",
-        f"Produced by `{record['command']}` at git `{_git_revision()}` on {time.strftime('%Y-%m-%d')} "
-        f"({record['seconds']:.0f} s on this machine). Cases: `{record['cases_dir']}` "
+        f"Produced by `{record['command']}` at git `{record.get('git', 'unrecorded')}` on "
+        f"{record.get('date', 'an unrecorded date')} "
+        f"({record['seconds']:.0f} s on this machine){rerendered(record)}. Cases: `{record['cases_dir']}` "
         f"({len(record['cases'])}: {', '.join(record['cases'])}); each is used only for the tasks whose contrasts it "
         "has. Development data only, under their own terms (see the data folder's README); nothing of them is in "
         "the repository.",
