@@ -64,6 +64,17 @@ class FeatureSpec:
         return cls(**data)
 
 
+def _ndimage():
+    """``scipy.ndimage``, or one clear error (scipy is needed by regression bundles only)."""
+    try:
+        from scipy import ndimage
+    except ImportError:
+        from MRSynthLib.errors import MRSynthError
+
+        raise MRSynthError("Regression bundles compute their features with scipy: pip install scipy.") from None
+    return ndimage
+
+
 def _sigmas(mm: float, spacing_zyx: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in mm / spacing_zyx)
 
@@ -71,8 +82,7 @@ def _sigmas(mm: float, spacing_zyx: np.ndarray) -> tuple[float, ...]:
 def masked_smooth(array: np.ndarray, mask: np.ndarray, weight: np.ndarray | None, mm: float,
                   spacing_zyx: np.ndarray) -> np.ndarray:
     """Gaussian average of ``array`` over the foreground only: ``G(array * mask) / G(mask)``; ``(z, y, x)``."""
-    from scipy.ndimage import gaussian_filter
-
+    gaussian_filter = _ndimage().gaussian_filter
     sigma = _sigmas(mm, spacing_zyx)
     if weight is None:
         weight = gaussian_filter(mask.astype(np.float32), sigma, mode="constant")
@@ -89,8 +99,7 @@ def contrast_features(array: np.ndarray, mask: np.ndarray, spec: FeatureSpec,
         mask: ``(z, y, x)`` bool foreground.
         spacing_zyx: voxel size in mm along the array axes.
     """
-    from scipy.ndimage import gaussian_filter
-
+    gaussian_filter = _ndimage().gaussian_filter
     columns = [array[mask]]
     for mm in spec.smoothing_mm:
         columns.append(masked_smooth(array, mask, None, mm, spacing_zyx)[mask])
@@ -103,8 +112,7 @@ def contrast_features(array: np.ndarray, mask: np.ndarray, spec: FeatureSpec,
 
 def mask_distance(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
     """``(V,)`` float32: distance in mm from each foreground voxel to the nearest background voxel."""
-    from scipy.ndimage import distance_transform_edt
-
+    distance_transform_edt = _ndimage().distance_transform_edt
     padded = np.pad(mask, 1)  # the volume border counts as background
     distance = distance_transform_edt(padded, sampling=[float(s) for s in spacing_zyx])[1:-1, 1:-1, 1:-1]
     return distance[mask].astype(np.float32)
