@@ -29,18 +29,19 @@ train-phantom: $(STAMP)
 	$(PY) -m training.onnx_export Resources/Models/mrsynth-phantom-fsq
 	$(PY) -m training.validate Resources/Models/mrsynth-phantom-fsq --write-card --markdown docs/model-validation.md
 
-# Retrain the shipped default model (needs ../shared/data): the phantom model's autoencoder, frozen, plus a
-# translator trained on the real shared cases (3 held out) and phantoms; then ONNX, phantom validation, the
-# real-data evaluation on the held-out cases (docs/MODEL_CARD.md tables) and the raw-case montage.
+# Rebuild the default-model candidate (needs ../shared/data; runs/real-eval from `python -m benchmarks.real_eval
+# --models regression,mrsynth-phantom-fsq --work-dir runs/real-eval`): the phantom model's autoencoder, frozen,
+# plus a translator trained on the real shared cases (3 held out) and phantoms; then ONNX, phantom validation
+# and the held-out real-data comparison (docs/MODEL_CARD.md). Not shipped: see docs/MODEL_CARD.md.
 train-default: $(STAMP)
 	rm -rf runs/mrsynth-default
 	$(PY) -m training.seed_stage1 --bundle Resources/Models/mrsynth-phantom-fsq --config mrsynth-default --run-dir runs/mrsynth-default
 	$(VENV)/bin/mrsynth-train stage2 --config mrsynth-default --run-dir runs/mrsynth-default
-	$(VENV)/bin/mrsynth-train export --config mrsynth-default --run-dir runs/mrsynth-default --output Resources/Models/mrsynth-default --overwrite
-	$(PY) -m training.onnx_export Resources/Models/mrsynth-default
-	$(PY) -m training.validate Resources/Models/mrsynth-default --write-card --markdown docs/model-validation-default.md
-	$(PY) -m benchmarks.real_eval --models regression,mrsynth-phantom-fsq,mrsynth-default --only brats-gli-00001,ms-ljubljana-p26,isbi2015-ms-test02 --work-dir runs/real-eval-default --output docs/MODEL_CARD_EVAL.md
-	$(PY) -m benchmarks.raw_case --model mrsynth-default --output-dir outputs/raw-case --montage docs/images/raw-case-montage.png
+	$(VENV)/bin/mrsynth-train export --config mrsynth-default --run-dir runs/mrsynth-default --output runs/mrsynth-default/bundle --overwrite
+	$(PY) -m training.onnx_export runs/mrsynth-default/bundle
+	$(PY) -m training.validate runs/mrsynth-default/bundle --markdown docs/model-validation-default.md
+	$(PY) -m benchmarks.real_eval --models runs/mrsynth-default/bundle --only brats-gli-00001,ms-ljubljana-p26,isbi2015-ms-test02 --work-dir runs/real-eval-default --output runs/real-eval-default/report.md
+	$(PY) -m benchmarks.merge_eval runs/real-eval/results.json runs/real-eval-default/results.json --only brats-gli-00001,ms-ljubljana-p26,isbi2015-ms-test02 --output docs/MODEL_CARD_EVAL_HELDOUT.md --json docs/measurements/real-eval-heldout.json
 
 # Measure the pipeline on this machine (~15 min on 2 cores) and regenerate docs/PERFORMANCE.md;
 # `$(PY) -m benchmarks.run --quick` is the same on tiny volumes (seconds).

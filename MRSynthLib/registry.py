@@ -10,7 +10,7 @@ from pathlib import Path
 from MRSynthLib.bundle import CARD_NAME, Bundle, load_bundle
 from MRSynthLib.errors import BundleError
 
-DEFAULT_MODEL = "mrsynth-default"
+DEFAULT_MODEL = "mrsynth-phantom-fsq"
 
 
 def builtin_models_dir() -> Path:
