@@ -105,7 +105,13 @@ def test_sigint_mid_write_removes_the_temp_file(tmp_path):
     _wait_for_partial_temp(tmp_path, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
-    assert process.returncode != 0 and "KeyboardInterrupt" in err
+    if process.returncode == 0:
+        # Python handles SIGINT only between bytecodes: on a loaded machine the C++ write can finish (and
+        # the process exit) before the handler runs. The guarantee still holds: a complete file, no temp file.
+        assert list(tmp_path.iterdir()) == [target]
+        assert read_image(target).GetSize() == tuple(reversed(BIG_SHAPE))
+        return
+    assert "KeyboardInterrupt" in err
     assert list(tmp_path.iterdir()) == []
 
 
