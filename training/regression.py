@@ -280,6 +280,7 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
     staging.chmod(0o755)
     try:
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "mrsynth-regression-trees", "version": "1"})
+        (staging / WEIGHTS_FILE).chmod(0o644)  # readable like the card (safetensors writes 0600)
         card = ModelCard(
             name=config.name,
             version=config.version,
