@@ -39,7 +39,7 @@ def test_markdown_and_markers():
                "backend_parity": {"ldm": 2e-6}, "calibration_curve": {"ldm": [(0.1, 0.2)] * 5}}
     table = markdown(summary)
     assert "| t1ce <- t1 | ldm | 20.00 | 0.500 | - | - | +0.250 |" in table
-    assert "| ldm | 100 steps, 9.5 min, best 75 | 3.0, - | 5.0, 9.0 | 2.0e-06 |" in table
+    assert "| ldm | 100 steps, 9.5 min, exported step 75 | 3.0, - | 5.0, 9.0 | 2.0e-06 |" in table
     text = f"intro\n{START}\nold\n{END}\noutro\n"
     replaced = replace_between_markers(text, table)
     assert replaced.startswith("intro\n") and replaced.endswith("outro\n") and "old" not in replaced

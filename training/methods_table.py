@@ -121,18 +121,25 @@ def _load(bundle, backend: str, threads: int) -> None:
     load_engine(bundle, backend, "auto", threads)
 
 
-def _training_record(run_dir: Path) -> dict:
-    """Steps trained and wall time of a methods run, from its metrics and validation logs."""
+def training_record(run_dir: Path, card) -> dict:
+    """Steps trained, wall minutes of the training loop (its validations included) and the exported
+    checkpoint's step, from the run's logs and the bundle's card."""
     folder = next(run_dir.glob("stage2_*"), None)
     if folder is None or not (folder / "metrics.csv").exists():
         return {}
     with open(folder / "metrics.csv", newline="") as stream:
         last = list(csv.DictReader(stream))[-1]
     with open(folder / "validation.csv", newline="") as stream:
-        validation = list(csv.DictReader(stream))
-    best = max(validation, key=lambda r: float(r["val_psnr"]))
-    return {"steps": int(last["step"]), "minutes": round(float(last["seconds"]) / 60, 1),
-            "best_step": int(best["step"]), "val_psnr": round(float(best["val_psnr"]), 2)}
+        final = list(csv.DictReader(stream))[-1]
+    return {"steps": int(last["step"]), "minutes": round(float(final["seconds"]) / 60, 1),
+            "best_step": card.provenance.get("stage2_best_step")}
+
+
+def training_records(models=MODELS, root: Path = ROOT) -> dict:
+    from MRSynthLib.bundle import load_bundle
+
+    return {label: training_record(root / source, load_bundle(root / "bundles" / source).card)
+            for label, source in models if not is_builtin(source)}
 
 
 def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads: int = 2, backends=BACKENDS,
@@ -160,7 +167,7 @@ def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads:
             cases[seed] = write_phantom_case(generate_phantom(config), Path(tmp) / f"case{seed}")
         for label, source in models:
             bundle = resolve_model(source) if is_builtin(source) else load_bundle(root / "bundles" / source)
-            trained[label] = {} if is_builtin(source) else _training_record(root / source)
+            trained[label] = {} if is_builtin(source) else training_record(root / source, bundle.card)
             card = bundle.card
             usable = [(t, i) for t, i in tasks if t in card.output_contrasts and set(i) <= set(card.input_contrasts)]
             synthetic: dict[tuple, np.ndarray] = {}
@@ -268,13 +275,13 @@ def markdown(summary: dict) -> str:
                          f"{_cell(_mean(r['tumour_ssim'] for r in rows), '{:.3f}')} | "
                          f"{_cell(_mean(r['spearman'] for r in rows), '{:+.3f}')} |")
     backends = list(dict.fromkeys(s["backend"] for s in scores))
-    lines += ["", "| model | training (steps, minutes, best step) | "
+    lines += ["", "| model | training (steps, loop minutes, exported step) | "
               + " | ".join(f"{b}: s/volume (wall, CPU)" for b in backends) + " | torch vs onnx max rel. diff |",
               "|---|---|" + "---|" * len(backends) + "---|"]
     for model in models:
         record = summary["training"].get(model) or {}
-        training = (f"{record['steps']} steps, {record['minutes']} min, best {record['best_step']}" if record
-                    else "see docs/MODELS.md")
+        training = (f"{record['steps']} steps, {record['minutes']} min, exported step {record['best_step']}"
+                    if record else "built-in, see docs/MODELS.md")
         cells = []
         for backend in backends:
             rows = [s for s in scores if s["model"] == model and s["backend"] == backend]
@@ -313,7 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=4, help="stochastic passes / diffusion samples per synthesis")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train", action="store_true", help="first train and export the models that are missing")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the table from --json (no synthesis)")
     args = parser.parse_args(argv)
+    if args.render_only:
+        summary = json.loads(args.json.read_text())
+        summary["training"] = training_records()
+        return _write(summary, args)
     if args.train:
         train_missing()
     missing = [source for _, source in MODELS if not is_builtin(source) and not (ROOT / "bundles" / source).is_dir()]
@@ -321,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"methods_table: missing bundles {missing} under {ROOT / 'bundles'}: add --train.", file=sys.stderr)
         return 2
     summary = evaluate(samples=args.samples, threads=args.threads, progress=lambda m: print(m, file=sys.stderr))
+    return _write(summary, args)
+
+
+def _write(summary: dict, args) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=1, default=float) + "\n")
     table = markdown(summary)
