@@ -157,3 +157,13 @@ def test_method_section_errors_name_the_key():
         config_from_dict({**base, "method": bad})
     with pytest.raises(ConfigError, match="sampler"):
         config_from_dict({**base, "method": {**base["method"], "ldm": {"sampling": {"sampler": "heun"}}}})
+
+
+def test_missing_einops_is_one_clear_sentence(monkeypatch):
+    import sys
+
+    from MRSynthLib.errors import MRSynthError
+
+    monkeypatch.setitem(sys.modules, "einops", None)
+    with pytest.raises(MRSynthError, match="pip install einops"):
+        LatentDenoiser(TINY_DENOISER)

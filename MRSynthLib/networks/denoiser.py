@@ -23,6 +23,8 @@ import torch
 from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
+from MRSynthLib.errors import MRSynthError
+
 TIME_SCALE = 1000.0
 
 
@@ -97,6 +99,15 @@ def conditioning(latents: torch.Tensor, available: torch.Tensor, target_onehot: 
     return torch.cat(parts, dim=1)
 
 
+def _require_einops() -> None:
+    """MONAI's DiffusionModelUNet always has a self-attention middle block, which needs einops."""
+    try:
+        import einops  # noqa: F401
+    except ImportError:
+        raise MRSynthError("The latent-diffusion denoiser needs the einops package (MONAI's attention blocks use it): "
+                           "pip install einops, or run the bundle with --backend onnx.") from None
+
+
 class LatentDenoiser(nn.Module):
     """``forward(x, t, latents, available, target_onehot, guide)`` → velocity ``(B, L, *s)``.
 
@@ -107,6 +118,7 @@ class LatentDenoiser(nn.Module):
 
     def __init__(self, config: DenoiserConfig = DenoiserConfig()) -> None:
         super().__init__()
+        _require_einops()
         self.config = config
         self.unet = DiffusionModelUNet(
             spatial_dims=config.spatial_dims,
