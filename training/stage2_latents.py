@@ -32,6 +32,7 @@ class LatentCase:
         mask: ``(Z, Y, X)`` bool brain mask (padded with False).
         foreground: ``(N, 3)`` voxel indices used as patch centres.
         shape: the unpadded model-space shape.
+        labels: ``(Z, Y, X)`` uint8 label map (padded with 0), or None when the case has none.
     """
 
     case_id: str
@@ -41,6 +42,7 @@ class LatentCase:
     mask: np.ndarray
     foreground: np.ndarray
     shape: tuple[int, int, int]
+    labels: np.ndarray | None = None
 
     def arrays(self, slots: tuple[str, ...], indices: list[int]) -> dict[str, np.ndarray]:
         """Unpadded model-space images of ``indices`` (for validation through the inference driver)."""
@@ -171,8 +173,9 @@ def encode_cases(autoencoder: LatentAutoencoder, volumes, slots: tuple[str, ...]
                     np.save(stream, latents.numpy())
                 partial.replace(path)
         foreground = np.asarray(volume.foreground) if volume.foreground is not None else np.argwhere(volume.mask)
+        labels = None if volume.labels is None else _pad_to(np.asarray(volume.labels, np.uint8), padded)
         cases.append(LatentCase(volume.case_id, images, latents, present, _pad_to(np.asarray(volume.mask, bool), padded),
-                                foreground, shape))
+                                foreground, shape, labels))
     return cases
 
 
