@@ -24,11 +24,13 @@ KIND_PARTS: dict[str, tuple[str, ...]] = {
     "ldm": ("autoencoder", "translator", "denoiser"),
     "cyclegan": ("autoencoder", "generator"),
     "targetcode": ("autoencoder", "targetcode"),
+    "msgldm": ("autoencoder", "msgldm"),
 }
 KIND_GRAPHS: dict[str, tuple[str, ...]] = {
     "ldm": ("encoder", "decoder", "translator_fuse", "translator_head", "denoiser"),
     "cyclegan": ("encoder", "decoder", "generator_features", "generator_head"),
     "targetcode": ("encoder", "decoder", "targetcode_features", "targetcode_head"),
+    "msgldm": ("encoder", "decoder", "msgldm_structure", "msgldm_denoiser"),
 }
 GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
     "encoder": ("image",),
@@ -40,6 +42,8 @@ GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
     "generator_head": ("hidden", "channel_scale"),
     "targetcode_features": ("latents", "source_onehot", "target_onehot"),
     "targetcode_head": ("hidden", "target_onehot", "channel_scale"),
+    "msgldm_structure": ("latents", "available", "target_onehot"),
+    "msgldm_denoiser": ("x", "t", "structure", "target_onehot"),
 }
 GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
     "encoder": ("latents",),
@@ -51,6 +55,8 @@ GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
     "generator_head": ("latent",),
     "targetcode_features": ("hidden",),
     "targetcode_head": ("mean", "logvar"),
+    "msgldm_structure": ("structure", "weights"),
+    "msgldm_denoiser": ("velocity",),
 }
 
 

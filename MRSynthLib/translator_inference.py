@@ -287,6 +287,16 @@ class _TargetCodeKind(_DropoutKind):
 KINDS = {"ldm": _DiffusionKind, "cyclegan": _CycleGANKind, "targetcode": _TargetCodeKind}
 
 
+def _msgldm_kind(*args):
+    """``fsq-msgldm`` (:mod:`MRSynthLib.translator_msgldm`, imported here lazily: it builds on this module)."""
+    from MRSynthLib.translator_msgldm import MSGLDMKind
+
+    return MSGLDMKind(*args)
+
+
+KINDS["msgldm"] = _msgldm_kind
+
+
 def predict_translator(
     engine,
     arrays: dict[str, np.ndarray],

@@ -23,6 +23,7 @@ UNCERTAINTY = {
     "ldm": "std over N diffusion samples from independent seeded noise (sample 0 is the synthetic image)",
     "cyclegan": "std over stochastic passes (MC channel dropout in the generator head + left-right test-time flip)",
     "targetcode": "std over stochastic passes (MC channel dropout in the translator head + left-right test-time flip)",
+    "msgldm": "std over N diffusion samples from independent seeded noise (sample 0 is the synthetic image)",
 }
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.cyclegan import GeneratorConfig
 from MRSynthLib.networks.denoiser import DenoiserConfig
+from MRSynthLib.networks.msgldm import MSGLDMConfig
 from MRSynthLib.networks.targetcode import TargetCodeConfig
 from MRSynthLib.samplers import SamplingConfig
 
-KINDS = ("fusion", "ldm", "cyclegan", "targetcode")
+KINDS = ("fusion", "ldm", "cyclegan", "targetcode", "msgldm")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,36 @@ class TargetCodeTrainConfig:
 
 
 @dataclass(frozen=True)
+class MSGLDMTrainConfig:
+    """MSG-LDM: the network, the noise path and sampler, and the weights of its losses (added to the
+    diffusion loss). ``seg_labels``: label values that are segmentation classes (1..K; every other value,
+    and cases without labels, contribute nothing but background / no loss); ``temperature`` of the style
+    contrastive loss. ``sampling.latent_scale`` is measured on the training latents when
+    ``measure_latent_scale`` is on."""
+
+    network: MSGLDMConfig = field(default_factory=MSGLDMConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    seg_labels: tuple[int, ...] = (1, 2, 4)
+    seg_weight: float = 1.0
+    style_weight: float = 0.1
+    structure_weight: float = 0.1
+    temperature: float = 0.1
+    measure_latent_scale: bool = True
+    validation_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.seg_labels or 0 in self.seg_labels:
+            raise ValueError(f"seg_labels must list label values other than 0 (background), not {list(self.seg_labels)}")
+        if min(self.seg_weight, self.style_weight, self.structure_weight) < 0 or self.temperature <= 0:
+            raise ValueError("seg_weight, style_weight and structure_weight must be >= 0 and temperature > 0")
+
+    def network_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> MSGLDMConfig:
+        return dataclasses.replace(self.network, spatial_dims=autoencoder.spatial_dims,
+                                   latent_channels=autoencoder.latent_channels, contrasts=tuple(slots),
+                                   seg_classes=len(self.seg_labels) + 1)
+
+
+@dataclass(frozen=True)
 class MethodConfig:
     kind: str = "fusion"
     stage1_from: str = ""
@@ -97,6 +128,7 @@ class MethodConfig:
     ldm: LDMTrainConfig = field(default_factory=LDMTrainConfig)
     cyclegan: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
     targetcode: TargetCodeTrainConfig = field(default_factory=TargetCodeTrainConfig)
+    msgldm: MSGLDMTrainConfig = field(default_factory=MSGLDMTrainConfig)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -25,12 +25,16 @@ CITATIONS = {
     "cyclegan": "MRSynth latent CycleGAN on a frozen shared autoencoder's latents (RSF's stage-2 CycleGAN baseline).",
     "targetcode": ("MRSynth target-code translator: one shared latent translator driven by one-hot target codes "
                    "(after VQ-Seq2Seq), inputs combined by predicted precision."),
+    "msgldm": ("MSG-LDM (CVPR 2026): multi-scale structure-guided latent diffusion for missing-modality MRI synthesis, "
+               "re-implemented in 3D by MRSynth on a frozen shared autoencoder's latents."),
 }
 
 
 def _network_multiple(config: TrainConfig) -> int:
     if config.method.kind == "ldm":
         return config.method.ldm.denoiser.multiple
+    if config.method.kind == "msgldm":
+        return config.method.msgldm.network.multiple
     return 1
 
 
@@ -82,6 +86,10 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
         from training.stage2_targetcode import TargetCodeTrainer
 
         trainer = TargetCodeTrainer(config, autoencoder, slots, train_cases, val_cases, device)
+    elif kind == "msgldm":
+        from training.stage2_msgldm import MSGLDMTrainer
+
+        trainer = MSGLDMTrainer(config, autoencoder, slots, train_cases, val_cases, device)
     else:
         raise ConfigError(f"method.kind {kind!r} is not a generative translator kind")
     return run_training(trainer, config.stage2, run, config.method.stage, config.seed + 2, resume, progress,
@@ -159,6 +167,17 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         parts["targetcode"] = network
         networks["targetcode"] = network.config.to_dict()
         inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
+    elif kind == "msgldm":
+        from MRSynthLib.networks.msgldm import MSGLDM
+
+        slots = config.translator.contrasts
+        network = MSGLDM(config.method.msgldm.network_for(autoencoder.config, slots))
+        network.load_state_dict(best["modules"]["msgldm"])
+        sampling = config.method.msgldm.sampling
+        sampling = type(sampling)(**{**sampling.to_dict(), "latent_scale": float(best["extra"]["latent_scale"])})
+        parts["msgldm"] = network
+        networks.update(msgldm=network.config.to_dict(), diffusion=sampling.to_dict())
+        inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
     else:
         raise ConfigError(f"method.kind {kind!r} is not a generative translator kind")
     card = ModelCard(
@@ -173,7 +192,7 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
                                  "with data range 1, whole volumes through the inference driver; "
                                  + ("cyclegan: its source -> target" if kind == "cyclegan" else
                                     "case i synthesizes its i-th contrast from all its others")
-                                 + ("; ldm: DDIM, eta 0, seed 0" if kind == "ldm" else "")),
+                                 + ("; DDIM, eta 0, seed 0" if kind in ("ldm", "msgldm") else "")),
                     "translator": _validation_record(run, stage, int(best.get("step", -1)))},
         provenance={"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "trained_by": "mrsynth-train (training/ package of this repository)", "git": git_revision(),

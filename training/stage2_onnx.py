@@ -33,11 +33,11 @@ def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
         "velocity": {0: "batch", **latent}, "mean": {0: "batch", **latent}, "logvar": {0: "batch", **latent},
         "weights": {0: "batch", 1: "given", **_space(2, "z")}, "t": {0: "batch"}, "available": {0: "batch"},
         "target_onehot": {0: "batch"}, "source_onehot": {0: "batch"}, "channel_scale": {0: "batch"},
-        "slot_codes": {0: "given"}, "mask": {0: "batch", 1: "given"},
+        "slot_codes": {0: "given"}, "mask": {0: "batch", 1: "given"}, "structure": {0: "batch", **latent},
     }
     if graph == "translator_fuse":
         axes["latents"] = {0: "batch", 1: "given", **_space(3, "z")}
-    if graph == "denoiser":
+    if graph in ("denoiser", "msgldm_structure"):
         axes["latents"] = {0: "batch", **_space(3, "z")}
     return {name: axes[name] for name in GRAPH_INPUTS[graph] + GRAPH_OUTPUTS[graph]}
 
@@ -46,11 +46,11 @@ def example_inputs(graph: str, networks: dict, downsampling: int) -> tuple[torch
     """Small random inputs for tracing ``graph`` (latent 8³, batch 2)."""
     s = (8, 8, 8)
     b = 2
-    latent_channels = next(networks[p]["latent_channels"] for p in ("translator", "generator", "targetcode", "denoiser")
+    latent_channels = next(networks[p]["latent_channels"] for p in ("translator", "generator", "targetcode", "denoiser", "msgldm")
                            if p in networks)
     hidden = {"translator_head": ("translator", "hidden"), "generator_head": ("generator", "hidden"),
               "targetcode_head": ("targetcode", "hidden")}
-    slots = next((len(networks[p]["contrasts"]) for p in ("translator", "targetcode") if p in networks), 1)
+    slots = next((len(networks[p]["contrasts"]) for p in ("translator", "targetcode", "msgldm") if p in networks), 1)
     eye = torch.eye(slots)
     lat = torch.rand(b, latent_channels, *s) * 2 - 1
     if graph == "encoder":
@@ -71,6 +71,12 @@ def example_inputs(graph: str, networks: dict, downsampling: int) -> tuple[torch
                 torch.ones(b, slots), eye[[0] * b], torch.randn(b, latent_channels, *s))
     if graph == "targetcode_features":
         return (lat, eye[[0] * b], eye[[1] * b])
+    if graph == "msgldm_structure":
+        return (torch.randn(b, slots, latent_channels, *s), torch.tensor([[1.0, 1.0] + [0.0] * (slots - 2)] * b),
+                eye[[slots - 1] * b])
+    if graph == "msgldm_denoiser":
+        return (torch.randn(b, latent_channels, *s), torch.rand(b), torch.randn(b, networks["msgldm"]["channels"][0], *s),
+                eye[[0] * b])
     raise KeyError(graph)
 
 
