@@ -24,12 +24,14 @@ KIND_PARTS: dict[str, tuple[str, ...]] = {
     "ldm": ("autoencoder", "translator", "denoiser"),
     "cyclegan": ("autoencoder", "generator"),
     "targetcode": ("autoencoder", "targetcode"),
+    "sscf": ("autoencoder", "sscf"),
     "msgldm": ("autoencoder", "msgldm"),
 }
 KIND_GRAPHS: dict[str, tuple[str, ...]] = {
     "ldm": ("encoder", "decoder", "translator_fuse", "translator_head", "denoiser"),
     "cyclegan": ("encoder", "decoder", "generator_features", "generator_head"),
     "targetcode": ("encoder", "decoder", "targetcode_features", "targetcode_head"),
+    "sscf": ("encoder", "decoder", "sscf_encode", "sscf_retrieve", "sscf_head"),
     "msgldm": ("encoder", "decoder", "msgldm_structure", "msgldm_denoiser"),
 }
 GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
@@ -42,6 +44,9 @@ GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
     "generator_head": ("hidden", "channel_scale"),
     "targetcode_features": ("latents", "source_onehot", "target_onehot"),
     "targetcode_head": ("hidden", "target_onehot", "channel_scale"),
+    "sscf_encode": ("latents", "slot_codes", "target_onehot", "mask"),
+    "sscf_retrieve": ("descriptors", "slot_codes", "target_onehot", "mask"),
+    "sscf_head": ("hidden", "tumour", "selection", "target_onehot", "channel_scale"),
     "msgldm_structure": ("latents", "available", "target_onehot"),
     "msgldm_denoiser": ("x", "t", "structure", "target_onehot"),
 }
@@ -55,6 +60,9 @@ GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
     "generator_head": ("latent",),
     "targetcode_features": ("hidden",),
     "targetcode_head": ("mean", "logvar"),
+    "sscf_encode": ("hidden", "weights", "tumour", "descriptors"),
+    "sscf_retrieve": ("affinity",),
+    "sscf_head": ("latent",),
     "msgldm_structure": ("structure", "weights"),
     "msgldm_denoiser": ("velocity",),
 }
