@@ -98,6 +98,22 @@ RELAXATION_TIMES: dict[float, dict[str, tuple[float, float, float]]] = {
 _GD_RELAXIVITY: dict[float, float] = {1.5: 4.1, 3.0: 3.7}
 _GD_CONCENTRATION_MM: dict[str, float] = {"enhancing_tumour": 0.3}
 
+# Pseudo-CT (``PhantomConfig.ct``): unenhanced head-CT attenuation per tissue in Hounsfield units.
+# APPROXIMATE textbook values (e.g. the ranges on Radiopaedia's "Hounsfield unit" page and in standard
+# neuroradiology texts: CSF 0-15, white matter 20-30, gray matter 37-45 HU; vasogenic oedema and
+# demyelinating lesions hypodense to white matter; necrosis near fluid; solid glioma near gray matter).
+# The phantom is skull-stripped, so there is no bone, scalp or fat: everything outside the brain is air.
+CT_HOUNSFIELD: dict[str, float] = {
+    "background": -1000.0,  # air (skull-stripped: no skull or scalp)
+    "csf": 8.0,
+    "gray_matter": 40.0,
+    "white_matter": 28.0,
+    "necrosis": 15.0,
+    "enhancing_tumour": 38.0,
+    "oedema": 18.0,
+    "ms_lesion": 22.0,
+}
+
 _WM_SIGNAL = 1000.0  # every contrast is scaled so that pure, unbiased white matter reads this
 
 
@@ -171,6 +187,11 @@ class PhantomConfig:
             contrast gets its own field (partly shared between contrasts).
         noise: Rician noise sigma relative to the white-matter signal (0 = noise-free).
         partial_volume: mix tissue signals by sub-voxel fractions at boundaries.
+        ct: also make a pseudo-CT ``images["ct"]`` in Hounsfield units (:data:`CT_HOUNSFIELD` mixed by the
+            tissue fractions, air outside the skull-stripped brain, Gaussian noise ``ct_noise_hu``, no bias
+            field); off by default, and the MR images are the same either way.
+        ct_noise_hu: standard deviation of the pseudo-CT's Gaussian noise in HU (quantum noise of a head CT
+            is a few HU).
     """
 
     size: tuple[int, int, int] = (96, 112, 96)
@@ -183,6 +204,8 @@ class PhantomConfig:
     bias_field: float = 0.2
     noise: float = 0.02
     partial_volume: bool = True
+    ct: bool = False
+    ct_noise_hu: float = 5.0
 
     def __post_init__(self) -> None:
         def fail(msg: str) -> None:
@@ -204,7 +227,7 @@ class PhantomConfig:
             fail(f"seed must be a non-negative integer, not {self.seed!r}.")
         if int(self.ms_lesions) != self.ms_lesions or self.ms_lesions < 0:
             fail(f"ms_lesions must be a non-negative integer, not {self.ms_lesions!r}.")
-        for name in ("deformation_mm", "bias_field", "noise"):
+        for name in ("deformation_mm", "bias_field", "noise", "ct_noise_hu"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 fail(f"{name} must be a finite number >= 0, not {value!r}.")
@@ -215,6 +238,8 @@ class PhantomConfig:
         object.__setattr__(self, "ms_lesions", int(self.ms_lesions))
         object.__setattr__(self, "tumour", bool(self.tumour))
         object.__setattr__(self, "partial_volume", bool(self.partial_volume))
+        object.__setattr__(self, "ct", bool(self.ct))
+        object.__setattr__(self, "ct_noise_hu", float(self.ct_noise_hu))
         for name in ("deformation_mm", "bias_field", "noise"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
@@ -224,7 +249,8 @@ class Phantom:
     """A generated phantom: images, ground-truth labels and mask on one grid.
 
     Attributes:
-        images: contrast -> float32 3D image (white matter ~1000), all on the same grid.
+        images: contrast -> float32 3D image (white matter ~1000), all on the same grid; with
+            ``config.ct`` also ``ct`` in Hounsfield units.
         labels: uint8 label map, values of :data:`LABELS` (argmax of the tissue fractions).
         brain_mask: uint8 0/1 (``labels > 0``).
         config: the configuration it was generated from.
@@ -276,6 +302,12 @@ class Phantom:
                 "axes": "LPS (+x left, +y posterior, +z superior)",
             },
             "anatomy": _jsonable(dict(self._details)),
+            **({"pseudo_ct": {
+                "hounsfield_units": dict(CT_HOUNSFIELD),
+                "mixing": "sum over tissues of fraction * HU (partial volume); background = air",
+                "noise": f"Gaussian, sigma {self.config.ct_noise_hu:g} HU; no bias field",
+                "note": "skull-stripped: no bone, scalp or fat; approximate textbook HU values",
+            }} if self.config.ct else {}),
         }
 
 
@@ -713,6 +745,7 @@ def _generate_arrays(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.
                 t1 = 1.0 / (1.0 / t1 + _GD_RELAXIVITY[fs] * _GD_CONCENTRATION_MM[name] * 1e-3)
             weights[ci, label] = _WM_SIGNAL * seq.signal(t1, t2, pd) / wm
     images = (weights.astype(f32) @ fractions.reshape(len(LABELS), -1)).reshape((len(CONTRASTS),) + shape)
+    ct = _pseudo_ct(fractions, config) if config.ct else None
     del fractions
 
     if config.bias_field > 0:
@@ -750,7 +783,18 @@ def _generate_arrays(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     counts = np.bincount(labels.ravel(), minlength=len(LABELS))
     details["label_volumes_ml"] = {LABELS[k]: round(float(counts[k]) * voxel_ml, 3) for k in LABELS if k}
-    return images, labels, np.array(grid.origin), details
+    return images, labels, np.array(grid.origin), details, ct
+
+
+def _pseudo_ct(fractions: np.ndarray, config: PhantomConfig) -> np.ndarray:
+    """Hounsfield image ``(z, y, x)`` float32 from tissue fractions ``(len(LABELS), z, y, x)``: the fraction-
+    weighted :data:`CT_HOUNSFIELD` plus Gaussian noise from a stream of its own (MR draws are untouched)."""
+    hounsfield = np.array([CT_HOUNSFIELD[LABELS[k]] for k in sorted(LABELS)], np.float32)
+    ct = (hounsfield @ fractions.reshape(len(LABELS), -1)).reshape(fractions.shape[1:])
+    if config.ct_noise_hu > 0:
+        rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x4D5253, 0x4354]))  # "MRS", "CT"
+        ct += rng.standard_normal(ct.shape, dtype=np.float32) * np.float32(config.ct_noise_hu)
+    return ct.astype(np.float32)
 
 
 def generate_phantom(config: PhantomConfig = PhantomConfig()) -> Phantom:
@@ -765,7 +809,7 @@ def generate_phantom(config: PhantomConfig = PhantomConfig()) -> Phantom:
 
     if not isinstance(config, PhantomConfig):
         raise TypeError(f"config must be a PhantomConfig, not {type(config).__name__}")
-    images, labels, origin, details = _generate_arrays(config)
+    images, labels, origin, details, ct = _generate_arrays(config)
 
     def to_image(array: np.ndarray) -> "sitk.Image":
         image = sitk.GetImageFromArray(array, isVector=False)
@@ -775,6 +819,8 @@ def generate_phantom(config: PhantomConfig = PhantomConfig()) -> Phantom:
         return image
 
     out = {c: to_image(images[i]) for i, c in enumerate(CONTRASTS)}
+    if ct is not None:
+        out["ct"] = to_image(ct)
     del images
     return Phantom(
         images=out,
@@ -798,7 +844,7 @@ def write_phantom_case(phantom: Phantom, folder: str | Path, overwrite: bool = F
     import SimpleITK as sitk
 
     folder = Path(folder)
-    targets: dict[str, Any] = {f"{c}.nii.gz": phantom.images[c] for c in CONTRASTS}
+    targets: dict[str, Any] = {f"{c}.nii.gz": image for c, image in phantom.images.items()}
     targets["labels.nii.gz"] = phantom.labels
     targets["brainmask.nii.gz"] = phantom.brain_mask
     targets["phantom.json"] = phantom.provenance()

@@ -7,7 +7,8 @@ Forward (``to_model_space``), for images already on one common grid (the referen
 3. foreground mask from all inputs; crop to its bounding box plus a margin;
 4. zero-pad so every axis is a multiple of the network's downsampling factor;
 5. optionally N4 bias-field correction inside the head (:mod:`MRSynthLib.bias`, ``bias_correction: n4``);
-6. per-contrast robust intensity normalisation (:mod:`MRSynthLib.normalization`).
+6. per-contrast intensity normalisation (:mod:`MRSynthLib.normalization`: robust percentiles; ``ct`` by a
+   fixed Hounsfield window).
 
 Inverse (``ModelSpace.to_reference``) undoes 4 → 1 and lands on the reference grid exactly
 (same size, spacing, origin and direction); voxels outside the foreground are 0.
@@ -256,7 +257,7 @@ def to_model_space(images: dict[str, sitk.Image], spec: PreprocessSpec) -> Model
             from MRSynthLib.bias import n4_correct
 
             region = n4_correct(region, mask[crop], spec.spacing)
-        scaled, ranges[name] = normalize(region, mask[crop], spec.normalization)
+        scaled, ranges[name] = normalize(region, mask[crop], spec.normalization, contrast=name)
         scaled = np.pad(scaled, pad)
         scaled[~cropped_mask] = 0.0
         arrays[name] = scaled

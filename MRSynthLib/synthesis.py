@@ -20,6 +20,7 @@ from MRSynthLib.bundle import SYNTHETIC_NOTICE, Bundle
 from MRSynthLib.contrasts import canonical_contrast
 from MRSynthLib.errors import ContrastError, InputImageError
 from MRSynthLib.imageio import grid_of, image_to_array, load_input
+from MRSynthLib.normalization import AIR_HU, ct_to_hounsfield
 from MRSynthLib.preprocess import to_model_space
 from MRSynthLib.translator_engines import is_translator_method
 
@@ -254,10 +255,17 @@ def synthesize(
 
     report("postprocess", 0.0)
     mask = space.mask.astype(np.float32)
-    synthetic = space.to_reference(np.clip(prediction.synthetic, 0.0, None) * mask)
+    values = np.clip(prediction.synthetic, 0.0, None)
+    norm = bundle.card.preprocessing.normalization
+    unit = 1.0
+    if target == "ct":  # Hounsfield units through the card's HU window (exact inverse); air outside the head
+        unit = norm.ct_window[1] - norm.ct_window[0]
+        synthetic = space.to_reference(np.where(mask > 0, ct_to_hounsfield(values, norm), AIR_HU), background=AIR_HU)
+    else:
+        synthetic = space.to_reference(values * mask)
     uncertainty = None
     if prediction.uncertainty is not None:
-        uncertainty = space.to_reference(prediction.uncertainty * mask)
+        uncertainty = space.to_reference(prediction.uncertainty * unit * mask)
     contributions = _contributions_on_reference(space, prediction.contributions, mask) if prediction.contributions else {}
     lap("postprocess")
 

@@ -24,15 +24,15 @@ KIND_PARTS: dict[str, tuple[str, ...]] = {
     "ldm": ("autoencoder", "translator", "denoiser"),
     "cyclegan": ("autoencoder", "generator"),
     "targetcode": ("autoencoder", "targetcode"),
-    "sscf": ("autoencoder", "sscf"),
     "msgldm": ("autoencoder", "msgldm"),
+    "wldm": ("autoencoder", "wldm_split", "wldm_denoiser"),
 }
 KIND_GRAPHS: dict[str, tuple[str, ...]] = {
     "ldm": ("encoder", "decoder", "translator_fuse", "translator_head", "denoiser"),
     "cyclegan": ("encoder", "decoder", "generator_features", "generator_head"),
     "targetcode": ("encoder", "decoder", "targetcode_features", "targetcode_head"),
-    "sscf": ("encoder", "decoder", "sscf_encode", "sscf_retrieve", "sscf_head"),
     "msgldm": ("encoder", "decoder", "msgldm_structure", "msgldm_denoiser"),
+    "wldm": ("encoder", "decoder", "wldm_split", "wldm_denoiser"),
 }
 GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
     "encoder": ("image",),
@@ -44,11 +44,10 @@ GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
     "generator_head": ("hidden", "channel_scale"),
     "targetcode_features": ("latents", "source_onehot", "target_onehot"),
     "targetcode_head": ("hidden", "target_onehot", "channel_scale"),
-    "sscf_encode": ("latents", "slot_codes", "target_onehot", "mask"),
-    "sscf_retrieve": ("descriptors", "slot_codes", "target_onehot", "mask"),
-    "sscf_head": ("hidden", "tumour", "selection", "target_onehot", "channel_scale"),
     "msgldm_structure": ("latents", "available", "target_onehot"),
     "msgldm_denoiser": ("x", "t", "structure", "target_onehot"),
+    "wldm_split": ("latents",),
+    "wldm_denoiser": ("x", "t", "latents", "available", "target_onehot", "structure", "modality"),
 }
 GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
     "encoder": ("latents",),
@@ -60,11 +59,10 @@ GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
     "generator_head": ("latent",),
     "targetcode_features": ("hidden",),
     "targetcode_head": ("mean", "logvar"),
-    "sscf_encode": ("hidden", "weights", "tumour", "descriptors"),
-    "sscf_retrieve": ("affinity",),
-    "sscf_head": ("latent",),
     "msgldm_structure": ("structure", "weights"),
     "msgldm_denoiser": ("velocity",),
+    "wldm_split": ("structure", "modality"),
+    "wldm_denoiser": ("velocity",),
 }
 
 

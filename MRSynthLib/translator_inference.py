@@ -86,6 +86,7 @@ def _add(total, part):
 class _DiffusionKind:
     """``fsq-ldm``: fusion guide + denoiser, sampled with :mod:`MRSynthLib.samplers`."""
 
+    denoiser_graph = "denoiser"  # the graph sampled (``wldm`` reuses this class with its own)
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
         networks = engine.card.networks
@@ -132,7 +133,7 @@ class _DiffusionKind:
             start = np.stack([seeded_normal(full, self.seed, n, 0)[where] for n in noise_ids])
 
             def velocity(x, t, condition=condition):
-                return self.engine.run("denoiser", x=x, t=np.full((len(x),), t, np.float32), **condition)[0]
+                return self.engine.run(self.denoiser_graph, x=x, t=np.full((len(x),), t, np.float32), **condition)[0]
 
             def step_noise(i, noise_ids=noise_ids):
                 return np.stack([seeded_normal(full, self.seed, n, i + 1)[where] for n in noise_ids])
@@ -296,15 +297,6 @@ def _msgldm_kind(*args):
 
 KINDS["msgldm"] = _msgldm_kind
 
-def _sscf_kind(*args):
-    """``<latent>-sscf`` (:mod:`MRSynthLib.translator_sscf`, imported lazily: it builds on this module)."""
-    from MRSynthLib.translator_sscf import SSCFKind
-
-    return SSCFKind(*args)
-
-
-KINDS["sscf"] = _sscf_kind
-
 
 def predict_translator(
     engine,
@@ -389,3 +381,13 @@ def predict_translator(
         shares /= np.maximum(shares.sum(0, keepdims=True), 1e-6)
         maps = {n: shares[i][crop] for i, n in enumerate(names)}
     return Prediction(synthetic, uncertainty, maps, plan.count)
+
+
+def _register_wldm() -> None:
+    """3D-WLDM's kind builds on :class:`_DiffusionKind` (:mod:`MRSynthLib.translator_wldm`)."""
+    from MRSynthLib.translator_wldm import WLDMKind
+
+    KINDS["wldm"] = WLDMKind
+
+
+_register_wldm()

@@ -49,6 +49,7 @@ class SourceConfig:
     ms_lesions: int = 3
     tumour_fraction: float = 0.75
     field_strengths: tuple[float, ...] = (1.5, 3.0)
+    ct: bool = False  # also a pseudo-CT per phantom (MRSynthLib.phantom, PhantomConfig.ct), for MR->CT methods
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:

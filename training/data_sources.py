@@ -132,6 +132,7 @@ def _phantom_cases(source: SourceConfig, seed: int, spacing: tuple[float, float,
                 field_strength=float(rng.choice(source.field_strengths)),
                 tumour=bool(rng.random() < source.tumour_fraction),
                 ms_lesions=int(rng.integers(0, source.ms_lesions + 1)),
+                ct=source.ct,
             )
             case_id = f"{source.label}/phantom-{base + i:05d}"
             cases.append(SourceCase(source.label, case_id, case_id, phantom=config, fixed_split=split))

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.cyclegan import GeneratorConfig
 from MRSynthLib.networks.denoiser import DenoiserConfig
-from MRSynthLib.networks.sscf import SSCFConfig
 from MRSynthLib.networks.msgldm import MSGLDMConfig
 from MRSynthLib.networks.targetcode import TargetCodeConfig
+from MRSynthLib.networks.wldm import WLDMDenoiserConfig
 from MRSynthLib.samplers import SamplingConfig
-from training.loss_config import GANConfig
 
-KINDS = ("fusion", "ldm", "cyclegan", "targetcode", "msgldm", "sscf")
+KINDS = ("fusion", "ldm", "cyclegan", "targetcode", "msgldm", "wldm")
 
 
 @dataclass(frozen=True)
@@ -122,30 +121,47 @@ class MSGLDMTrainConfig:
 
 
 @dataclass(frozen=True)
-class SSCFTrainConfig:
-    """SSCF (segmentation-assisted synthesis with memory retrieval): latent L1, image L1 of the decoded
-    prediction, segmentation (BCE + soft Dice on the tumour fraction of each latent voxel, only for cases
-    with labels; ``tumour_labels`` are the label values counted as tumour: phantom 4/5/6, BraTS 1/2/4) and
-    the least-squares PatchGAN on decoded images (``gan``, :class:`training.adversarial.PatchAdversary`).
-    ``self_style_prob``: share of samples whose AdaIN statistics come from their own target (so the memory
-    encoder learns) instead of the retrieved prototype."""
+class WLDMTrainConfig:
+    """3D-WLDM: latent diffusion with the structure/modality latent split and DSCA skip attention
+    (:mod:`training.stage2_wldm`).
 
-    network: SSCFConfig = field(default_factory=SSCFConfig)
-    latent_weight: float = 1.0
-    image_weight: float = 1.0
-    segmentation_weight: float = 1.0
-    tumour_labels: tuple[int, ...] = (4, 5, 6)
-    self_style_prob: float = 0.5
-    gan: GANConfig = field(default_factory=lambda: GANConfig(enabled=True, weight=0.05, channels=16, layers=2))
+    ``sources`` / ``targets``: the contrasts a task may take as inputs / synthesize (empty: every MR slot of
+    ``translator.contrasts`` / every slot), e.g. sources ``[t1, t2, flair]`` and targets ``[ct]`` for MR→CT.
+    The split head is trained with ``structure_weight`` and ``modality_weight`` times the cosine losses and
+    ``merge_weight`` times the latent reconstruction error of its merge; the denoiser with the velocity MSE.
+    """
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.self_style_prob <= 1.0:
-            raise ValueError(f"self_style_prob must be in [0, 1], not {self.self_style_prob}")
-        if not self.tumour_labels:
-            raise ValueError("tumour_labels must name at least one label value (phantom: [4, 5, 6], BraTS: [1, 2, 4])")
+    denoiser: WLDMDenoiserConfig = field(default_factory=WLDMDenoiserConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sources: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    structure_weight: float = 1.0
+    modality_weight: float = 1.0
+    merge_weight: float = 1.0
+    measure_latent_scale: bool = True
+    validation_steps: int = 10
 
-    def network_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> SSCFConfig:
-        return dataclasses.replace(self.network, spatial_dims=autoencoder.spatial_dims,
+    def slots_for(self, slots: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``(sources, targets)`` among ``slots`` (defaults filled in).
+
+        Raises:
+            ValueError: a named contrast is not a slot, or no source/target is left.
+        """
+        from MRSynthLib.contrasts import MR_CONTRASTS
+
+        for name, chosen in (("sources", self.sources), ("targets", self.targets)):
+            missing = [c for c in chosen if c not in slots]
+            if missing:
+                raise ValueError(f"method.wldm.{name} {missing} must be among translator.contrasts {list(slots)}")
+        sources = self.sources or tuple(c for c in slots if c in MR_CONTRASTS)
+        targets = self.targets or tuple(slots)
+        if not sources or not targets or (len(targets) == 1 and set(sources) == set(targets)):
+            raise ValueError(f"method.wldm needs source and target contrasts that differ, not sources {list(sources)} "
+                             f"and targets {list(targets)}")
+        return sources, targets
+
+    def denoiser_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> WLDMDenoiserConfig:
+        return dataclasses.replace(self.denoiser, spatial_dims=autoencoder.spatial_dims,
                                    latent_channels=autoencoder.latent_channels, contrasts=tuple(slots))
 
 
@@ -158,7 +174,7 @@ class MethodConfig:
     ldm: LDMTrainConfig = field(default_factory=LDMTrainConfig)
     cyclegan: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
     targetcode: TargetCodeTrainConfig = field(default_factory=TargetCodeTrainConfig)
-    sscf: SSCFTrainConfig = field(default_factory=SSCFTrainConfig)
+    wldm: WLDMTrainConfig = field(default_factory=WLDMTrainConfig)
     msgldm: MSGLDMTrainConfig = field(default_factory=MSGLDMTrainConfig)
 
     def __post_init__(self) -> None:

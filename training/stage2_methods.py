@@ -25,10 +25,9 @@ CITATIONS = {
     "cyclegan": "MRSynth latent CycleGAN on a frozen shared autoencoder's latents (RSF's stage-2 CycleGAN baseline).",
     "targetcode": ("MRSynth target-code translator: one shared latent translator driven by one-hot target codes "
                    "(after VQ-Seq2Seq), inputs combined by predicted precision."),
-    "sscf": ("MRSynth SSCF in latent space: shared encoders with gated fusion, a segmentation branch whose tumour "
-             "masks condition synthesis, a FIFO memory bank of multi-contrast features and masks, cross-image "
-             "affinity retrieval (CITIM) and AdaIN injection of the nearest prototype (CCP), LSGAN PatchGAN "
-             "(after SSCF)."),
+    "wldm": ("3D-WLDM (3D wavelet latent diffusion model for MR-to-CT synthesis), re-implemented by MRSynth on a "
+             "frozen shared autoencoder's latents: structure/modality latent split with cosine losses and DSCA skip "
+             "attention in the latent denoiser."),
     "msgldm": ("MSG-LDM (CVPR 2026): multi-scale structure-guided latent diffusion for missing-modality MRI synthesis, "
                "re-implemented in 3D by MRSynth on a frozen shared autoencoder's latents."),
 }
@@ -37,6 +36,8 @@ CITATIONS = {
 def _network_multiple(config: TrainConfig) -> int:
     if config.method.kind == "ldm":
         return config.method.ldm.denoiser.multiple
+    if config.method.kind == "wldm":
+        return config.method.wldm.denoiser.multiple
     if config.method.kind == "msgldm":
         return config.method.msgldm.network.multiple
     return 1
@@ -90,14 +91,14 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
         from training.stage2_targetcode import TargetCodeTrainer
 
         trainer = TargetCodeTrainer(config, autoencoder, slots, train_cases, val_cases, device)
+    elif kind == "wldm":
+        from training.stage2_wldm import WLDMTrainer
+
+        trainer = WLDMTrainer(config, autoencoder, slots, train_cases, val_cases, device)
     elif kind == "msgldm":
         from training.stage2_msgldm import MSGLDMTrainer
 
         trainer = MSGLDMTrainer(config, autoencoder, slots, train_cases, val_cases, device)
-    elif kind == "sscf":
-        from training.stage2_sscf import SSCFTrainer
-
-        trainer = SSCFTrainer(config, autoencoder, slots, train_cases, val_cases, device)
     else:
         raise ConfigError(f"method.kind {kind!r} is not a generative translator kind")
     return run_training(trainer, config.stage2, run, config.method.stage, config.seed + 2, resume, progress,
@@ -175,6 +176,13 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         parts["targetcode"] = network
         networks["targetcode"] = network.config.to_dict()
         inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
+    elif kind == "wldm":
+        from training.stage2_wldm import wldm_parts
+
+        slots = config.translator.contrasts
+        inputs, outputs, wldm_networks, wldm_modules = wldm_parts(config, autoencoder, slots, best)
+        parts.update(wldm_modules)
+        networks.update(wldm_networks)
     elif kind == "msgldm":
         from MRSynthLib.networks.msgldm import MSGLDM
 
@@ -185,15 +193,6 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         sampling = type(sampling)(**{**sampling.to_dict(), "latent_scale": float(best["extra"]["latent_scale"])})
         parts["msgldm"] = network
         networks.update(msgldm=network.config.to_dict(), diffusion=sampling.to_dict())
-        inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
-    elif kind == "sscf":
-        from MRSynthLib.networks.sscf import SSCFTranslator
-
-        slots = config.translator.contrasts
-        network = SSCFTranslator(config.method.sscf.network_for(autoencoder.config, slots))
-        network.load_state_dict(best["modules"]["sscf"])
-        parts["sscf"] = network
-        networks["sscf"] = network.config.to_dict()
         inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
     else:
         raise ConfigError(f"method.kind {kind!r} is not a generative translator kind")
@@ -218,6 +217,10 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
                     "stage2_best_step": best.get("step")},
         citation=CITATIONS[kind],
     )
+    if kind == "wldm":
+        from training.stage2_wldm import wldm_card
+
+        card = wldm_card(card)
     try:
         return write_translator_bundle(Path(output), card, parts, overwrite=overwrite)
     except MRSynthError as error:

@@ -26,6 +26,10 @@ def _space(first: int, prefix: str) -> dict[int, str]:
 
 def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
     """Dynamic axes of every input and output of ``graph``: batch, and the spatial axes of volumes."""
+    if graph.startswith("wldm_"):
+        from training.wldm_onnx import dynamic_axes as wldm_axes
+
+        return wldm_axes(graph)
     image, latent = _space(2, "Z"), _space(2, "z")
     axes: dict[str, dict[int, str]] = {
         "image": {0: "batch", **image}, "latents": {0: "batch", **latent}, "hidden": {0: "batch", **latent},
@@ -33,27 +37,24 @@ def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
         "velocity": {0: "batch", **latent}, "mean": {0: "batch", **latent}, "logvar": {0: "batch", **latent},
         "weights": {0: "batch", 1: "given", **_space(2, "z")}, "t": {0: "batch"}, "available": {0: "batch"},
         "target_onehot": {0: "batch"}, "source_onehot": {0: "batch"}, "channel_scale": {0: "batch"},
-        "slot_codes": {0: "given"}, "mask": {0: "batch", 1: "given"}, "tumour": {0: "batch", **latent},
-        "descriptors": {0: "batch", 1: "given"}, "affinity": {0: "batch"}, "selection": {0: "batch"}, "structure": {0: "batch", **latent},
+        "slot_codes": {0: "given"}, "mask": {0: "batch", 1: "given"}, "structure": {0: "batch", **latent},
     }
     if graph == "translator_fuse":
         axes["latents"] = {0: "batch", 1: "given", **_space(3, "z")}
     if graph in ("denoiser", "msgldm_structure"):
         axes["latents"] = {0: "batch", **_space(3, "z")}
-    if graph == "sscf_encode":
-        axes["latents"] = {0: "batch", 1: "given", **_space(3, "z")}
     return {name: axes[name] for name in GRAPH_INPUTS[graph] + GRAPH_OUTPUTS[graph]}
 
 
 def example_inputs(graph: str, networks: dict, downsampling: int) -> tuple[torch.Tensor, ...]:
     """Small random inputs for tracing ``graph`` (latent 8³, batch 2)."""
-    if graph.startswith("sscf_"):
-        from training.stage2_sscf import sscf_example_inputs
+    if "wldm_denoiser" in networks:
+        from training.wldm_onnx import example_inputs as wldm_inputs
 
-        return sscf_example_inputs(graph, networks)
+        return wldm_inputs(graph, networks, downsampling)
     s = (8, 8, 8)
     b = 2
-    latent_channels = next(networks[p]["latent_channels"] for p in ("translator", "generator", "targetcode", "sscf", "denoiser", "msgldm")
+    latent_channels = next(networks[p]["latent_channels"] for p in ("translator", "generator", "targetcode", "denoiser", "msgldm")
                            if p in networks)
     hidden = {"translator_head": ("translator", "hidden"), "generator_head": ("generator", "hidden"),
               "targetcode_head": ("targetcode", "hidden")}
@@ -110,6 +111,9 @@ def probe_task(card) -> tuple[list[str], str]:
     networks = card.networks
     if "generator" in networks:
         return [networks["generator"]["source"]], networks["generator"]["target"]
+    if "wldm_denoiser" in networks:  # e.g. MR -> CT: the target is an output, never an input
+        target = card.output_contrasts[-1]
+        return [c for c in card.input_contrasts if c != target][:2], target
     slots = list(card.input_contrasts)
     return slots[:2], slots[2] if len(slots) > 2 else card.output_contrasts[-1]
 
