@@ -297,6 +297,15 @@ def _msgldm_kind(*args):
 
 KINDS["msgldm"] = _msgldm_kind
 
+def _sscf_kind(*args):
+    """``<latent>-sscf`` (:mod:`MRSynthLib.translator_sscf`, imported lazily: it builds on this module)."""
+    from MRSynthLib.translator_sscf import SSCFKind
+
+    return SSCFKind(*args)
+
+
+KINDS["sscf"] = _sscf_kind
+
 
 def predict_translator(
     engine,

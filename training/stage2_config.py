@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.cyclegan import GeneratorConfig
 from MRSynthLib.networks.denoiser import DenoiserConfig
+from MRSynthLib.networks.sscf import SSCFConfig
 from MRSynthLib.networks.msgldm import MSGLDMConfig
 from MRSynthLib.networks.targetcode import TargetCodeConfig
 from MRSynthLib.networks.wldm import WLDMDenoiserConfig
 from MRSynthLib.samplers import SamplingConfig
+from training.loss_config import GANConfig
 
-KINDS = ("fusion", "ldm", "cyclegan", "targetcode", "msgldm", "wldm")
+KINDS = ("fusion", "ldm", "cyclegan", "targetcode", "msgldm", "sscf", "wldm")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,34 @@ class MSGLDMTrainConfig:
 
 
 @dataclass(frozen=True)
+class SSCFTrainConfig:
+    """SSCF (segmentation-assisted synthesis with memory retrieval): latent L1, image L1 of the decoded
+    prediction, segmentation (BCE + soft Dice on the tumour fraction of each latent voxel, only for cases
+    with labels; ``tumour_labels`` are the label values counted as tumour: phantom 4/5/6, BraTS 1/2/4) and
+    the least-squares PatchGAN on decoded images (``gan``, :class:`training.adversarial.PatchAdversary`).
+    ``self_style_prob``: share of samples whose AdaIN statistics come from their own target (so the memory
+    encoder learns) instead of the retrieved prototype."""
+
+    network: SSCFConfig = field(default_factory=SSCFConfig)
+    latent_weight: float = 1.0
+    image_weight: float = 1.0
+    segmentation_weight: float = 1.0
+    tumour_labels: tuple[int, ...] = (4, 5, 6)
+    self_style_prob: float = 0.5
+    gan: GANConfig = field(default_factory=lambda: GANConfig(enabled=True, weight=0.05, channels=16, layers=2))
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.self_style_prob <= 1.0:
+            raise ValueError(f"self_style_prob must be in [0, 1], not {self.self_style_prob}")
+        if not self.tumour_labels:
+            raise ValueError("tumour_labels must name at least one label value (phantom: [4, 5, 6], BraTS: [1, 2, 4])")
+
+    def network_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> SSCFConfig:
+        return dataclasses.replace(self.network, spatial_dims=autoencoder.spatial_dims,
+                                   latent_channels=autoencoder.latent_channels, contrasts=tuple(slots))
+
+
+@dataclass(frozen=True)
 class WLDMTrainConfig:
     """3D-WLDM: latent diffusion with the structure/modality latent split and DSCA skip attention
     (:mod:`training.stage2_wldm`).
@@ -175,6 +205,7 @@ class MethodConfig:
     cyclegan: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
     targetcode: TargetCodeTrainConfig = field(default_factory=TargetCodeTrainConfig)
     wldm: WLDMTrainConfig = field(default_factory=WLDMTrainConfig)
+    sscf: SSCFTrainConfig = field(default_factory=SSCFTrainConfig)
     msgldm: MSGLDMTrainConfig = field(default_factory=MSGLDMTrainConfig)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,10 @@ CITATIONS = {
     "cyclegan": "MRSynth latent CycleGAN on a frozen shared autoencoder's latents (RSF's stage-2 CycleGAN baseline).",
     "targetcode": ("MRSynth target-code translator: one shared latent translator driven by one-hot target codes "
                    "(after VQ-Seq2Seq), inputs combined by predicted precision."),
+    "sscf": ("MRSynth SSCF in latent space: shared encoders with gated fusion, a segmentation branch whose tumour "
+             "masks condition synthesis, a FIFO memory bank of multi-contrast features and masks, cross-image "
+             "affinity retrieval (CITIM) and AdaIN injection of the nearest prototype (CCP), LSGAN PatchGAN "
+             "(after SSCF)."),
     "wldm": ("3D-WLDM (3D wavelet latent diffusion model for MR-to-CT synthesis), re-implemented by MRSynth on a "
              "frozen shared autoencoder's latents: structure/modality latent split with cosine losses and DSCA skip "
              "attention in the latent denoiser."),
@@ -99,6 +103,10 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
         from training.stage2_msgldm import MSGLDMTrainer
 
         trainer = MSGLDMTrainer(config, autoencoder, slots, train_cases, val_cases, device)
+    elif kind == "sscf":
+        from training.stage2_sscf import SSCFTrainer
+
+        trainer = SSCFTrainer(config, autoencoder, slots, train_cases, val_cases, device)
     else:
         raise ConfigError(f"method.kind {kind!r} is not a generative translator kind")
     return run_training(trainer, config.stage2, run, config.method.stage, config.seed + 2, resume, progress,
@@ -193,6 +201,15 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         sampling = type(sampling)(**{**sampling.to_dict(), "latent_scale": float(best["extra"]["latent_scale"])})
         parts["msgldm"] = network
         networks.update(msgldm=network.config.to_dict(), diffusion=sampling.to_dict())
+        inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
+    elif kind == "sscf":
+        from MRSynthLib.networks.sscf import SSCFTranslator
+
+        slots = config.translator.contrasts
+        network = SSCFTranslator(config.method.sscf.network_for(autoencoder.config, slots))
+        network.load_state_dict(best["modules"]["sscf"])
+        parts["sscf"] = network
+        networks["sscf"] = network.config.to_dict()
         inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
     else:
         raise ConfigError(f"method.kind {kind!r} is not a generative translator kind")

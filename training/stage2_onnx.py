@@ -37,12 +37,15 @@ def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
         "velocity": {0: "batch", **latent}, "mean": {0: "batch", **latent}, "logvar": {0: "batch", **latent},
         "weights": {0: "batch", 1: "given", **_space(2, "z")}, "t": {0: "batch"}, "available": {0: "batch"},
         "target_onehot": {0: "batch"}, "source_onehot": {0: "batch"}, "channel_scale": {0: "batch"},
-        "slot_codes": {0: "given"}, "mask": {0: "batch", 1: "given"}, "structure": {0: "batch", **latent},
+        "slot_codes": {0: "given"}, "mask": {0: "batch", 1: "given"}, "tumour": {0: "batch", **latent},
+        "descriptors": {0: "batch", 1: "given"}, "affinity": {0: "batch"}, "selection": {0: "batch"}, "structure": {0: "batch", **latent},
     }
     if graph == "translator_fuse":
         axes["latents"] = {0: "batch", 1: "given", **_space(3, "z")}
     if graph in ("denoiser", "msgldm_structure"):
         axes["latents"] = {0: "batch", **_space(3, "z")}
+    if graph == "sscf_encode":
+        axes["latents"] = {0: "batch", 1: "given", **_space(3, "z")}
     return {name: axes[name] for name in GRAPH_INPUTS[graph] + GRAPH_OUTPUTS[graph]}
 
 
@@ -52,9 +55,13 @@ def example_inputs(graph: str, networks: dict, downsampling: int) -> tuple[torch
         from training.wldm_onnx import example_inputs as wldm_inputs
 
         return wldm_inputs(graph, networks, downsampling)
+    if graph.startswith("sscf_"):
+        from training.stage2_sscf import sscf_example_inputs
+
+        return sscf_example_inputs(graph, networks)
     s = (8, 8, 8)
     b = 2
-    latent_channels = next(networks[p]["latent_channels"] for p in ("translator", "generator", "targetcode", "denoiser", "msgldm")
+    latent_channels = next(networks[p]["latent_channels"] for p in ("translator", "generator", "targetcode", "sscf", "denoiser", "msgldm")
                            if p in networks)
     hidden = {"translator_head": ("translator", "hidden"), "generator_head": ("generator", "hidden"),
               "targetcode_head": ("targetcode", "hidden")}

@@ -13,6 +13,7 @@ from MRSynthLib.networks.autoencoder import AutoencoderConfig, LatentAutoencoder
 from MRSynthLib.networks.cyclegan import GeneratorConfig, LatentGenerator
 from MRSynthLib.networks.denoiser import DenoiserConfig, LatentDenoiser
 from MRSynthLib.networks.fusion import FusionConfig, FusionTranslator
+from MRSynthLib.networks.sscf import SSCFConfig, SSCFTranslator
 from MRSynthLib.networks.msgldm import MSGLDM, MSGLDMConfig
 from MRSynthLib.networks.latent_split import LatentSplit, LatentSplitConfig
 from MRSynthLib.networks.targetcode import TargetCodeConfig, TargetCodeTranslator
@@ -24,6 +25,7 @@ PART_BUILDERS = {
     "denoiser": (DenoiserConfig, LatentDenoiser),
     "generator": (GeneratorConfig, LatentGenerator),
     "targetcode": (TargetCodeConfig, TargetCodeTranslator),
+    "sscf": (SSCFConfig, SSCFTranslator),
     "msgldm": (MSGLDMConfig, MSGLDM),
     "wldm_split": (LatentSplitConfig, LatentSplit),
     "wldm_denoiser": (WLDMDenoiserConfig, WLDMDenoiser),
@@ -65,6 +67,9 @@ def graph_modules(parts: dict[str, nn.Module]) -> dict[str, nn.Module]:
     if "targetcode" in parts:
         graphs["targetcode_features"] = MethodCall(parts["targetcode"], "features")
         graphs["targetcode_head"] = MethodCall(parts["targetcode"], "head_from")
+    if "sscf" in parts:
+        for graph, method in (("sscf_encode", "encode"), ("sscf_retrieve", "retrieve"), ("sscf_head", "head_from")):
+            graphs[graph] = MethodCall(parts["sscf"], method)
     if "msgldm" in parts:
         graphs["msgldm_structure"] = MethodCall(parts["msgldm"], "structure")
         graphs["msgldm_denoiser"] = MethodCall(parts["msgldm"], "denoise")
