@@ -288,6 +288,16 @@ class _TargetCodeKind(_DropoutKind):
 KINDS = {"ldm": _DiffusionKind, "cyclegan": _CycleGANKind, "targetcode": _TargetCodeKind}
 
 
+def _vqseq2seq_kind(*args):
+    """``<latent>-vqseq2seq`` (:mod:`MRSynthLib.translator_vqseq2seq`, imported lazily: it builds on this module)."""
+    from MRSynthLib.translator_vqseq2seq import VQSeq2SeqKind
+
+    return VQSeq2SeqKind(*args)
+
+
+KINDS["vqseq2seq"] = _vqseq2seq_kind
+
+
 def _msgldm_kind(*args):
     """``fsq-msgldm`` (:mod:`MRSynthLib.translator_msgldm`, imported here lazily: it builds on this module)."""
     from MRSynthLib.translator_msgldm import MSGLDMKind

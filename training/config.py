@@ -49,6 +49,7 @@ class SourceConfig:
     ms_lesions: int = 3
     tumour_fraction: float = 0.75
     field_strengths: tuple[float, ...] = (1.5, 3.0)
+    contrasts_per_case: int = 0  # > 0: each case keeps only this many of its contrasts, drawn per case (partially paired data)
     ct: bool = False  # also a pseudo-CT per phantom (MRSynthLib.phantom, PhantomConfig.ct), for MR->CT methods
 
     def __post_init__(self) -> None:
@@ -60,6 +61,9 @@ class SourceConfig:
             raise ValueError(f"weight must be > 0, not {self.weight}")
         if min(self.train_cases, self.val_cases, self.test_cases) < 0:
             raise ValueError("train_cases, val_cases and test_cases must be >= 0")
+        if self.contrasts_per_case < 0 or (self.contrasts_per_case and self.kind != "phantom"):
+            raise ValueError(f"contrasts_per_case must be 0 (all contrasts) or, for phantom sources only, a positive "
+                             f"number, not {self.contrasts_per_case} for a {self.kind} source")
 
     @property
     def label(self) -> str:
@@ -197,7 +201,7 @@ class TrainConfig:
         out = {
             "name": self.name, "version": self.version, "description": self.description,
             "seed": self.seed, "threads": self.threads,
-            "data": _plain(dataclasses.asdict(self.data)),
+            "data": _data_dict(self.data),
             "augmentation": _plain(dataclasses.asdict(self.augmentation)),
             "runtime": _plain(dataclasses.asdict(self.runtime)),
             "preprocessing": self.preprocessing.to_dict(),
@@ -207,7 +211,7 @@ class TrainConfig:
             "stage1_loss": _plain(dataclasses.asdict(self.stage1_loss)),
             "stage2": _plain(dataclasses.asdict(self.stage2)),
             # absent by default, so run folders of fusion configs keep resolving equal
-            **({"method": _plain(dataclasses.asdict(self.method))} if self.method != MethodConfig() else {}),
+            **({"method": _method_dict(self.method)} if self.method != MethodConfig() else {}),
         }
         if self.regression != RegressionConfig():  # absent by default: network run folders keep resolving equal
             out["regression"] = _plain(dataclasses.asdict(self.regression))
@@ -220,6 +224,24 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _data_dict(data: DataConfig) -> dict:
+    """``data`` as stored; a source's ``contrasts_per_case`` only when set (older run folders keep resolving equal)."""
+    out = _plain(dataclasses.asdict(data))
+    for source in out["sources"]:
+        if not source["contrasts_per_case"]:
+            del source["contrasts_per_case"]
+    return out
+
+
+def _method_dict(method: MethodConfig) -> dict:
+    """``method`` as stored; the ``vqseq2seq`` section only when it differs from its default (older run
+    folders keep resolving equal)."""
+    out = _plain(dataclasses.asdict(method))
+    if method.vqseq2seq == type(method.vqseq2seq)():
+        del out["vqseq2seq"]
+    return out
 
 
 def _build(cls, data: dict, where: str):

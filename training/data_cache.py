@@ -66,6 +66,8 @@ def case_fingerprint(case: SourceCase, spec: PreprocessSpec, register: bool) -> 
 
         key["phantom"] = json.loads(json.dumps(dataclasses.asdict(case.phantom)))
         key["files"] = {"generator": file_stamp(Path(phantom_module.__file__))}
+        if case.phantom_contrasts:
+            key["contrasts"] = list(case.phantom_contrasts)
     else:
         key["files"] = {c: file_stamp(p) for c, p in sorted(case.images.items())}
         if case.labels is not None:
@@ -154,6 +156,8 @@ def preprocess_case(case: SourceCase, spec: PreprocessSpec, register: bool,
 
         phantom = generate_phantom(case.phantom)
         images, labels_image, record = dict(phantom.images), phantom.labels, {"reference": None, "registrations": {}}
+        if case.phantom_contrasts:  # partially paired data: the case keeps only these
+            images = {c: images[c] for c in case.phantom_contrasts}
     else:
         images, labels_image, record = _read_on_reference_grid(case, register, registration_dir)
     space = to_model_space(images, spec)

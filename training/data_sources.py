@@ -51,6 +51,7 @@ class SourceCase:
         labels: label map file, if any.
         phantom: generator settings (phantoms only).
         fixed_split: ``train``/``val``/``test`` for phantoms (split by seed), else None.
+        phantom_contrasts: the contrasts a phantom case keeps (``contrasts_per_case``); empty = all of them.
     """
 
     source: str
@@ -60,6 +61,7 @@ class SourceCase:
     labels: Path | None = None
     phantom: PhantomConfig | None = None
     fixed_split: str | None = None
+    phantom_contrasts: tuple[str, ...] = ()
 
     @property
     def contrasts(self) -> tuple[str, ...]:
@@ -135,8 +137,25 @@ def _phantom_cases(source: SourceConfig, seed: int, spacing: tuple[float, float,
                 ct=source.ct,
             )
             case_id = f"{source.label}/phantom-{base + i:05d}"
-            cases.append(SourceCase(source.label, case_id, case_id, phantom=config, fixed_split=split))
+            cases.append(SourceCase(source.label, case_id, case_id, phantom=config, fixed_split=split,
+                                    phantom_contrasts=kept_contrasts(source, base + i)))
     return cases
+
+
+def kept_contrasts(source: SourceConfig, seed: int) -> tuple[str, ...]:
+    """The contrasts a phantom case keeps: all (``()``) unless ``source.contrasts_per_case`` > 0, then that
+    many drawn with the case's ``seed`` from ``source.contrasts`` (default: every phantom contrast), in
+    canonical order; the case's other generator settings are unchanged."""
+    if not source.contrasts_per_case:
+        return ()
+    from MRSynthLib.phantom import CONTRASTS
+
+    pool = [canonical_contrast(c) for c in source.contrasts] or list(CONTRASTS)
+    if source.contrasts_per_case > len(pool):
+        raise ValueError(f"contrasts_per_case {source.contrasts_per_case} must be at most the {len(pool)} contrasts "
+                         f"{pool} of the phantom source")
+    chosen = np.random.default_rng([seed, 1]).choice(len(pool), size=source.contrasts_per_case, replace=False)
+    return tuple(sorted((pool[i] for i in chosen), key=_contrast_order))
 
 
 def _ixi_cases(root: Path) -> list[tuple[str, str | None, dict[str, Path], Path | None]]:

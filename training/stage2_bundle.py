@@ -23,6 +23,8 @@ UNCERTAINTY = {
     "ldm": "std over N diffusion samples from independent seeded noise (sample 0 is the synthetic image)",
     "cyclegan": "std over stochastic passes (MC channel dropout in the generator head + left-right test-time flip)",
     "targetcode": "std over stochastic passes (MC channel dropout in the translator head + left-right test-time flip)",
+    "vqseq2seq": ("std over N reparameterised samples of the common latent's Gaussian (per-input predicted spread "
+                  "combined with the inputs' disagreement), each decoded; the synthetic image decodes the mean"),
     "sscf": ("std over stochastic passes (MC channel dropout in the decoder head + left-right test-time flip, "
              "cycling through the top-k retrieved prototypes)"),
     "wldm": ("std over N diffusion samples from independent seeded noise (sample 0 is the synthetic image); "

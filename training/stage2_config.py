@@ -24,9 +24,10 @@ from MRSynthLib.networks.msgldm import MSGLDMConfig
 from MRSynthLib.networks.targetcode import TargetCodeConfig
 from MRSynthLib.networks.wldm import WLDMDenoiserConfig
 from MRSynthLib.samplers import SamplingConfig
+from training.vqseq2seq_config import VQSeq2SeqTrainConfig
 from training.loss_config import GANConfig
 
-KINDS = ("fusion", "ldm", "cyclegan", "targetcode", "msgldm", "sscf", "wldm")
+KINDS = ("fusion", "ldm", "cyclegan", "targetcode", "msgldm", "sscf", "wldm", "vqseq2seq")
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ class MethodConfig:
     ldm: LDMTrainConfig = field(default_factory=LDMTrainConfig)
     cyclegan: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
     targetcode: TargetCodeTrainConfig = field(default_factory=TargetCodeTrainConfig)
+    vqseq2seq: VQSeq2SeqTrainConfig = field(default_factory=VQSeq2SeqTrainConfig)
     wldm: WLDMTrainConfig = field(default_factory=WLDMTrainConfig)
     sscf: SSCFTrainConfig = field(default_factory=SSCFTrainConfig)
     msgldm: MSGLDMTrainConfig = field(default_factory=MSGLDMTrainConfig)

@@ -25,6 +25,9 @@ CITATIONS = {
     "cyclegan": "MRSynth latent CycleGAN on a frozen shared autoencoder's latents (RSF's stage-2 CycleGAN baseline).",
     "targetcode": ("MRSynth target-code translator: one shared latent translator driven by one-hot target codes "
                    "(after VQ-Seq2Seq), inputs combined by predicted precision."),
+    "vqseq2seq": ("VQ-Seq2Seq (Non-Adversarial Learning: Vector-Quantized Common Latent Space for Multi-Sequence MRI, "
+                  "MICCAI 2024), re-implemented in 3D by MRSynth on a frozen shared autoencoder's latents: dynamic "
+                  "target-code translator over a VQ common latent, trained from partially paired cases."),
     "sscf": ("MRSynth SSCF in latent space: shared encoders with gated fusion, a segmentation branch whose tumour "
              "masks condition synthesis, a FIFO memory bank of multi-contrast features and masks, cross-image "
              "affinity retrieval (CITIM) and AdaIN injection of the nearest prototype (CCP), LSGAN PatchGAN "
@@ -95,6 +98,10 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
         from training.stage2_targetcode import TargetCodeTrainer
 
         trainer = TargetCodeTrainer(config, autoencoder, slots, train_cases, val_cases, device)
+    elif kind == "vqseq2seq":
+        from training.stage2_vqseq2seq import VQSeq2SeqTrainer
+
+        trainer = VQSeq2SeqTrainer(config, autoencoder, slots, train_cases, val_cases, device)
     elif kind == "wldm":
         from training.stage2_wldm import WLDMTrainer
 
@@ -183,6 +190,15 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         network.load_state_dict(best["modules"]["targetcode"])
         parts["targetcode"] = network
         networks["targetcode"] = network.config.to_dict()
+        inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
+    elif kind == "vqseq2seq":
+        from MRSynthLib.networks.vqseq2seq import VQSeq2SeqTranslator
+
+        slots = config.translator.contrasts
+        network = VQSeq2SeqTranslator(config.method.vqseq2seq.network_for(autoencoder.config, slots))
+        network.load_state_dict(best["modules"]["vqseq2seq"])
+        parts["vqseq2seq"] = network
+        networks["vqseq2seq"] = network.config.to_dict()
         inputs = outputs = tuple(c for c in slots if c in MR_CONTRASTS)
     elif kind == "wldm":
         from training.stage2_wldm import wldm_parts

@@ -46,11 +46,17 @@ def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
         axes["latents"] = {0: "batch", **_space(3, "z")}
     if graph == "sscf_encode":
         axes["latents"] = {0: "batch", 1: "given", **_space(3, "z")}
+    axes.update(commons={0: "batch", 1: "given", **_space(3, "z")}, logvars={0: "batch", 1: "given", **_space(3, "z")},
+                common={0: "batch", **latent})  # vqseq2seq
     return {name: axes[name] for name in GRAPH_INPUTS[graph] + GRAPH_OUTPUTS[graph]}
 
 
 def example_inputs(graph: str, networks: dict, downsampling: int) -> tuple[torch.Tensor, ...]:
     """Small random inputs for tracing ``graph`` (latent 8³, batch 2)."""
+    if graph.startswith("vqseq2seq_"):
+        from training.vqseq2seq_onnx import example_inputs as vqseq2seq_inputs
+
+        return vqseq2seq_inputs(graph, networks["vqseq2seq"])
     if "wldm_denoiser" in networks:
         from training.wldm_onnx import example_inputs as wldm_inputs
 
@@ -61,7 +67,7 @@ def example_inputs(graph: str, networks: dict, downsampling: int) -> tuple[torch
         return sscf_example_inputs(graph, networks)
     s = (8, 8, 8)
     b = 2
-    latent_channels = next(networks[p]["latent_channels"] for p in ("translator", "generator", "targetcode", "sscf", "denoiser", "msgldm")
+    latent_channels = next(networks[p]["latent_channels"] for p in ("vqseq2seq", "translator", "generator", "targetcode", "sscf", "denoiser", "msgldm")
                            if p in networks)
     hidden = {"translator_head": ("translator", "hidden"), "generator_head": ("generator", "hidden"),
               "targetcode_head": ("targetcode", "hidden")}

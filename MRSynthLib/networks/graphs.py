@@ -17,6 +17,7 @@ from MRSynthLib.networks.sscf import SSCFConfig, SSCFTranslator
 from MRSynthLib.networks.msgldm import MSGLDM, MSGLDMConfig
 from MRSynthLib.networks.latent_split import LatentSplit, LatentSplitConfig
 from MRSynthLib.networks.targetcode import TargetCodeConfig, TargetCodeTranslator
+from MRSynthLib.networks.vqseq2seq import VQSeq2SeqConfig, VQSeq2SeqTranslator
 from MRSynthLib.networks.wldm import WLDMDenoiser, WLDMDenoiserConfig
 
 PART_BUILDERS = {
@@ -25,6 +26,7 @@ PART_BUILDERS = {
     "denoiser": (DenoiserConfig, LatentDenoiser),
     "generator": (GeneratorConfig, LatentGenerator),
     "targetcode": (TargetCodeConfig, TargetCodeTranslator),
+    "vqseq2seq": (VQSeq2SeqConfig, VQSeq2SeqTranslator),
     "sscf": (SSCFConfig, SSCFTranslator),
     "msgldm": (MSGLDMConfig, MSGLDM),
     "wldm_split": (LatentSplitConfig, LatentSplit),
@@ -67,6 +69,10 @@ def graph_modules(parts: dict[str, nn.Module]) -> dict[str, nn.Module]:
     if "targetcode" in parts:
         graphs["targetcode_features"] = MethodCall(parts["targetcode"], "features")
         graphs["targetcode_head"] = MethodCall(parts["targetcode"], "head_from")
+    if "vqseq2seq" in parts:
+        graphs["vqseq2seq_encode"] = MethodCall(parts["vqseq2seq"], "encode_common")
+        graphs["vqseq2seq_fuse"] = MethodCall(parts["vqseq2seq"], "fuse")
+        graphs["vqseq2seq_decode"] = MethodCall(parts["vqseq2seq"], "decode_common")
     if "sscf" in parts:
         for graph, method in (("sscf_encode", "encode"), ("sscf_retrieve", "retrieve"), ("sscf_head", "head_from")):
             graphs[graph] = MethodCall(parts["sscf"], method)
