@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", action="append", default=[], metavar="NAME=L1,L2",
                    help="label region, e.g. --region lesion=1 (repeat); replaces the defaults")
     p.add_argument("--output", type=Path, help="metrics JSON")
+    p.add_argument("--hounsfield", action="store_true",
+                   help="reference and prediction are CT in Hounsfield units: also report MAE in HU (mae_hu)")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("compare", help="several models on one case: figure PNG + metrics CSV")
@@ -183,7 +185,8 @@ def cmd_evaluate(args) -> int:
                 regions[name] = [int(v) for v in labels.split(",")]
             except ValueError:
                 raise MRSynthError(f"--region {item!r} must look like NAME=1,2 (integer labels).") from None
-    report = evaluate_files(args.reference, args.prediction, args.mask, args.labels, regions, args.output, args.overwrite)
+    report = evaluate_files(args.reference, args.prediction, args.mask, args.labels, regions, args.output, args.overwrite,
+                            hounsfield=args.hounsfield)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -35,6 +35,10 @@ def compare_models(args) -> list[Path]:
     reference = load_input(args.reference, "--reference") if args.reference else None
     labels = read_image(args.labels, "--labels") if args.labels else None
     rows, metric_rows, written = [], [], []
+    from MRSynthLib.contrasts import canonical_contrast
+
+    hounsfield = canonical_contrast(args.target) == "ct"  # CT: also the MAE in Hounsfield units
+    scores = ("psnr", "ssim", "mae") + (("mae_hu",) if hounsfield else ())
     first_input = load_input(next(iter(inputs.values())), "first input")
     header = [(f"input {next(iter(inputs))}", first_input, None)]
     if reference is not None:
@@ -45,18 +49,18 @@ def compare_models(args) -> list[Path]:
         written += write_result(result, plans[bundle.card.name], overwrite=args.overwrite)
         row = [(bundle.card.name, result.synthetic, None)]
         if reference is not None:
-            report = evaluate_images(reference, result.synthetic, label_map=labels)
+            report = evaluate_images(reference, result.synthetic, label_map=labels, hounsfield=hounsfield)
             metric_rows.append({"model": bundle.card.name, "version": bundle.card.version, "method": bundle.card.method,
-                                "region": "brain", **{k: report["brain"][k] for k in ("psnr", "ssim", "mae")},
+                                "region": "brain", **{k: report["brain"][k] for k in scores},
                                 "seconds": round(sum(result.timings.values()), 2)})
             for region, values in report.get("regions", {}).items():
                 metric_rows.append({"model": bundle.card.name, "version": bundle.card.version,
                                     "method": bundle.card.method, "region": region,
-                                    **{k: values[k] for k in ("psnr", "ssim", "mae")}, "seconds": ""})
+                                    **{k: values[k] for k in scores}, "seconds": ""})
             row.append((f"|error| {bundle.card.name}", absolute_error_image(reference, result.synthetic), (0.0, 0.5)))
         rows.append(row)
     buffer = io.StringIO()
-    fields = ["model", "version", "method", "region", "psnr", "ssim", "mae", "seconds"]
+    fields = ["model", "version", "method", "region", *scores, "seconds"]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(metric_rows)

@@ -34,8 +34,10 @@ def evaluate_files(
     regions: dict[str, list[int]] | None = None,
     output: str | os.PathLike | None = None,
     overwrite: bool = False,
+    hounsfield: bool = False,
 ) -> dict:
-    """Metrics of ``prediction`` against ``reference`` (both on one grid); optionally written as JSON."""
+    """Metrics of ``prediction`` against ``reference`` (both on one grid); optionally written as JSON.
+    ``hounsfield``: both are CT in Hounsfield units; every region also reports ``mae_hu``."""
     from MRSynthLib.atomic import check_writable, write_json
     from MRSynthLib.metrics import evaluate_images
 
@@ -48,7 +50,7 @@ def evaluate_files(
     pred = sitk.Cast(pred, sitk.sitkFloat32)
     brain = read_image(mask, "--mask") if mask else None
     label_map = read_image(labels, "--labels") if labels else None
-    report = evaluate_images(ref, pred, brain_mask=brain, label_map=label_map, label_regions=regions)
+    report = evaluate_images(ref, pred, brain_mask=brain, label_map=label_map, label_regions=regions, hounsfield=hounsfield)
     report["files"] = {"reference": str(reference), "prediction": str(prediction),
                        "mask": str(mask) if mask else None, "labels": str(labels) if labels else None}
     if output:

@@ -321,6 +321,7 @@ def evaluate_volumes(
     brain_mask: np.ndarray | None = None,
     regions: dict[str, np.ndarray] | None = None,
     protocol: EvaluationProtocol = EvaluationProtocol(),
+    hounsfield: bool = False,
 ) -> dict[str, Any]:
     """PSNR, SSIM and MAE of ``prediction`` against ``reference`` in the brain and in regions.
 
@@ -331,6 +332,8 @@ def evaluate_volumes(
         regions: name -> mask of the same shape (nonzero = in region), e.g. tumour; regions with
             no voxels are omitted from the result.
         protocol: normalisation and mask rules, recorded in the result.
+        hounsfield: both volumes are CT in Hounsfield units: every region also gets ``mae_hu``, the mean
+            absolute difference of the raw (not normalised) values, in HU.
 
     Returns:
         JSON-able ``{"protocol": {..., "description"}, "brain": {"psnr", "ssim", "mae",
@@ -338,6 +341,7 @@ def evaluate_volumes(
         ``None`` when the normalised volumes are identical there (infinite PSNR).
     """
     reference, prediction = _pair(reference, prediction)
+    raw_error = np.abs(reference.astype(np.float64) - prediction.astype(np.float64)) if hounsfield else None
     if not (np.isfinite(reference).all() and np.isfinite(prediction).all()):
         raise InputImageError("Both volumes must be finite everywhere, not contain NaN or infinity.")
     brain, mask_used = _brain(reference, brain_mask, protocol)
@@ -357,12 +361,15 @@ def evaluate_volumes(
     def scores(selected: np.ndarray) -> dict[str, Any]:
         diff = ref[selected] - pred[selected]
         mse = float(np.mean(diff * diff))
-        return {
+        out = {
             "psnr": _finite(10.0 * math.log10(data_range**2 / mse)) if mse > 0 else None,
             "ssim": float(ssim[selected].mean()),
             "mae": float(np.mean(np.abs(diff))),
             "voxels": int(selected.sum()),
         }
+        if raw_error is not None:
+            out["mae_hu"] = float(raw_error[selected].mean())
+        return out
 
     result_regions: dict[str, Any] = {}
     for name, region in (regions or {}).items():
@@ -409,8 +416,10 @@ def evaluate_images(
     label_map: sitk.Image | None = None,
     label_regions: dict[str, list[int]] | None = None,
     protocol: EvaluationProtocol = EvaluationProtocol(),
+    hounsfield: bool = False,
 ) -> dict[str, Any]:
-    """:func:`evaluate_volumes` for images on one grid, with regions taken from a label map.
+    """:func:`evaluate_volumes` for images on one grid, with regions taken from a label map
+    (``hounsfield``: CT in HU, also ``mae_hu`` per region).
 
     Args:
         reference, prediction: scalar images on the same grid (size, spacing, origin and
@@ -436,4 +445,4 @@ def evaluate_images(
         labels = sitk.GetArrayViewFromImage(label_map)
         for name, values in (label_regions or DEFAULT_LABEL_REGIONS).items():
             regions[name] = np.isin(labels, list(values))
-    return evaluate_volumes(ref, pred, mask, regions, protocol)
+    return evaluate_volumes(ref, pred, mask, regions, protocol, hounsfield)
