@@ -96,6 +96,7 @@ def test_mmsf_weights_sum_to_one_over_available_inputs_and_are_zero_for_missing_
         torch.testing.assert_close(fusion(changed, available, torch.eye(5)[[3, 2]])[0][0], fused[0])
 
 
+@torch.no_grad()
 def test_msse_attends_to_lower_scales_and_keeps_the_top_scale_shape():
     torch.manual_seed(4)
     attention = ScaleCrossAttention(3, (4, 6, 8), width=8, heads=2)
@@ -138,6 +139,34 @@ def test_input_dropout_keeps_one_to_all_other_inputs_and_never_the_target():
         assert target not in inputs and inputs and set(inputs) <= {0, 1, 2, 3}
         counts.add(len(inputs))
     assert counts == {1, 2, 3}  # 0 .. M-2 of the M-1 others dropped
+
+
+def _fake_cases(labels: bool) -> list:
+    from training.stage2_latents import LatentCase
+
+    rng = np.random.default_rng(0)
+    shape = (16, 16, 16)
+    mask = np.ones(shape, bool)
+    return [LatentCase(f"c{i}", np.zeros((5,) + shape, np.float32), torch.randn(5, 4, 8, 8, 8), [0, 1, 2, 3], mask,
+                       np.argwhere(mask)[::50], shape, rng.integers(0, 8, shape).astype(np.uint8) if labels else None)
+            for i in range(2)]
+
+
+@pytest.mark.parametrize("labels", [True, False])
+def test_segmentation_loss_is_on_with_labels_and_off_without(labels):
+    from MRSynthLib.networks.autoencoder import LatentAutoencoder
+    from training.config import load_config
+    from training.stage2_msgldm import MSGLDMTrainer
+
+    torch.manual_seed(0)
+    config = load_config("msgldm-phantom-tiny")
+    cases = _fake_cases(labels)
+    trainer = MSGLDMTrainer(config, LatentAutoencoder(config.autoencoder), config.translator.contrasts, cases, cases)
+    terms = trainer.step(np.random.default_rng(0))
+    assert (terms["segmentation"] > 0) == labels
+    assert terms["diffusion"] > 0 and terms["style"] > 0 and terms["structure"] > 0
+    assert np.isclose(terms["loss"], terms["diffusion"] + terms["segmentation"] + 0.1 * terms["style"]
+                      + 0.1 * terms["structure"], rtol=1e-5)
 
 
 def _rows(path) -> list[dict]:
