@@ -1,8 +1,9 @@
 """VQ-Seq2Seq's random domain augmentation of training inputs.
 
-- Intensity: gamma, Gaussian noise and a smooth multiplicative bias field with random strengths (MONAI
-  transforms via :class:`training.augment.PatchAugmenter`, no spatial transform: geometry is kept, the
-  background stays 0).
+- Intensity: gamma, Gaussian noise and a smooth multiplicative bias field, each with probability
+  :data:`EACH` and a random strength (as the paper's code draws each of its transforms), with MONAI
+  transforms via :class:`training.augment.PatchAugmenter`; no spatial transform: geometry is kept, the
+  background stays 0.
 - Codes: a random target code for translating a source into another (or a random, non-one-hot) domain;
   the trainer feeds that translation back as the input.
 """
@@ -15,6 +16,9 @@ from training.augment import PatchAugmenter
 from training.config import AugmentationConfig
 from training.vqseq2seq_config import DomainAugmentConfig
 
+EACH = 0.5
+"""Probability of each intensity transform once an input is augmented."""
+
 
 class DomainAugmenter:
     """``intensity(image (Z, Y, X), mask (Z, Y, X), seed) -> image`` and ``code(rng, slots, exclude) -> (M,)``."""
@@ -22,8 +26,8 @@ class DomainAugmenter:
     def __init__(self, config: DomainAugmentConfig, clip: tuple[float, float] = (0.0, 1.5)) -> None:
         self.config = config
         self._intensity = PatchAugmenter(AugmentationConfig(
-            flip_probability=0.0, gamma_probability=1.0, gamma_range=config.gamma_range, noise_probability=1.0,
-            noise_std=config.noise_std, bias_probability=1.0, bias_coefficients=config.bias_coefficients), clip)
+            flip_probability=0.0, gamma_probability=EACH, gamma_range=config.gamma_range, noise_probability=EACH,
+            noise_std=config.noise_std, bias_probability=EACH, bias_coefficients=config.bias_coefficients), clip)
 
     def wants_intensity(self, rng: np.random.Generator) -> bool:
         return rng.random() < self.config.intensity_probability
@@ -32,7 +36,8 @@ class DomainAugmenter:
         return rng.random() < self.config.code_probability
 
     def intensity(self, image: np.ndarray, mask: np.ndarray, seed: int) -> np.ndarray:
-        """Gamma + noise + bias field of random strength on one patch; voxels outside ``mask`` stay 0."""
+        """Gamma, noise and bias field (each with probability :data:`EACH`) on one patch ``(Z, Y, X)``; voxels
+        outside ``mask`` stay 0."""
         out, _ = self._intensity(np.asarray(image, np.float32)[None], np.asarray(mask, bool), seed)
         return out[0]
 

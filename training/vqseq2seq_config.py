@@ -17,14 +17,15 @@ from MRSynthLib.networks.vqseq2seq import VQSeq2SeqConfig
 class DomainAugmentConfig:
     """Random domain augmentation of the *inputs* of a training pair (targets stay clean).
 
-    ``intensity_probability``: chance of each of gamma, Gaussian noise and a bias field, drawn per input
-    image patch (which is then encoded by the frozen stage-1 encoder instead of using its cached latent);
+    ``intensity_probability``: chance that an input image patch is augmented (then each of gamma, Gaussian
+    noise and a bias field with probability 1/2, random strengths), the patch being encoded by the frozen
+    stage-1 encoder instead of using its cached latent;
     ``code_probability``: chance that a sample's source is replaced by the network's own translation of it
     (no gradient) into another code: a random one-hot contrast, or with ``random_code_probability`` a
     random code vector uniform in [0, 1]^M.
     """
 
-    intensity_probability: float = 0.3
+    intensity_probability: float = 0.5  # the paper's code augments half of its inputs
     gamma_range: tuple[float, float] = (0.7, 1.5)
     noise_std: float = 0.03
     bias_coefficients: tuple[float, float] = (0.0, 0.1)
