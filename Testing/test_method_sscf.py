@@ -152,6 +152,36 @@ def test_translator_any_subset_gates_and_no_prototype_is_plain_decoding():
     torch.testing.assert_close(net.head_from(hidden, tumour, torch.zeros(2, 4), eye[[1, 1]], scale), plain)
 
 
+def test_trainer_without_labels_trains_without_the_segmentation_term():
+    import dataclasses
+
+    from MRSynthLib.networks.autoencoder import AutoencoderConfig, LatentAutoencoder
+    from training.config import load_config
+    from training.stage2_latents import LatentCase
+    from training.stage2_sscf import SSCFTrainer
+
+    torch.manual_seed(4)
+    config = load_config("sscf-phantom-tiny")
+    config = dataclasses.replace(config, stage2=dataclasses.replace(config.stage2, patch_size=(8, 8, 8)))
+    autoencoder = LatentAutoencoder(AutoencoderConfig(channels=(8, 8))).eval().requires_grad_(False)
+    rng = np.random.default_rng(0)
+
+    def case(name, present):
+        images = np.zeros((5, 8, 8, 8), np.float32)
+        images[present] = rng.random((len(present), 8, 8, 8), dtype=np.float32)
+        latents = torch.zeros(5, 4, 4, 4, 4)
+        latents[present] = autoencoder.encode(torch.from_numpy(images[present])[:, None])
+        mask = np.ones((8, 8, 8), bool)
+        return LatentCase(name, images, latents, present, mask, np.argwhere(mask), (8, 8, 8), labels=None)
+
+    trainer = SSCFTrainer(config, autoencoder, config.translator.contrasts, [case("a", [0, 2, 3]), case("b", [0, 1])],
+                          [case("v", [0, 2])])
+    terms = [trainer.step(np.random.default_rng([0, i])) for i in range(2)]
+    assert all(np.isnan(t["segmentation"]) and np.isfinite(t["loss"]) for t in terms)
+    assert trainer.network.bank.size == 4 and float(trainer.network.bank.tumour.max()) <= 1.0
+    assert np.isnan(trainer.held_out_loss()["val_segmentation"])
+
+
 # --- a tiny end-to-end run ----------------------------------------------------------------------------------
 
 def _rows(path) -> list[dict]:
