@@ -114,6 +114,7 @@ def test_msse_attends_to_lower_scales_and_keeps_the_top_scale_shape():
     assert near.shape == (1, 1, 27, 3, 3, 3) and torch.equal(near[0, 0, :, 1, 1, 1], torch.arange(27.0))
 
 
+@torch.no_grad()
 def test_structure_graph_contributions_and_denoiser_shapes():
     torch.manual_seed(5)
     network = MSGLDM(TINY).eval()
