@@ -87,6 +87,7 @@ class _DiffusionKind:
     """``fsq-ldm``: fusion guide + denoiser, sampled with :mod:`MRSynthLib.samplers`."""
 
     denoiser_graph = "denoiser"  # the graph sampled (``wldm`` reuses this class with its own)
+
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
         networks = engine.card.networks
@@ -357,6 +358,8 @@ def predict_translator(
     padded = tuple(-(-n // multiple) * multiple for n in shape)
     stack = np.zeros((len(names),) + padded, np.float32)
     stack[(slice(None),) + tuple(slice(0, n) for n in shape)] = np.stack([np.asarray(arrays[n], np.float32) for n in names])
+    if window is None:  # a kind may cap the automatic window (wldm: its attention grows with the window squared)
+        window = getattr(kind, "auto_window", None)
     plan = plan_windows(padded, window, overlap, multiple)
     latent_shape = tuple(n // ds for n in padded)
 

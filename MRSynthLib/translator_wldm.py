@@ -9,6 +9,8 @@ of the ``ldm`` kind (:class:`MRSynthLib.translator_inference._DiffusionKind`):
 - uncertainty: voxel-wise std over N diffusion samples (sample 0 is the synthetic image);
 - contributions: one input → a map of ones; several → occlusion sensitivity (each input's share of the
   latent change when the deterministic sample 0 is redrawn without it, same noise).
+
+Without ``window``, volumes larger than :data:`AUTO_WINDOW` per axis are processed in windows of that edge.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ from MRSynthLib.errors import ContrastError
 from MRSynthLib.samplers import SamplingConfig
 from MRSynthLib.translator_inference import _DiffusionKind, _onehot
 
+AUTO_WINDOW = 64
+"""Automatic sliding-window edge (model-space voxels) of ``wldm``: DSCA's cross-attention costs (voxels x tokens)
+per skip, quadratic in the window, so whole-volume windows (the other kinds' default) would need gigabytes."""
+
 
 class WLDMKind(_DiffusionKind):
     """``<latent>-wldm``: latent split + DSCA denoiser (no fusion guide)."""
 
     denoiser_graph = "wldm_denoiser"
+    auto_window = AUTO_WINDOW
 
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:

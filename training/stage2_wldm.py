@@ -224,7 +224,8 @@ class WLDMTrainer:
 
 def validate_wldm(engine, cases: list[LatentCase], slots: tuple[str, ...], sources: list[int], targets: list[int],
                   normalization):
-    """Whole-volume PSNR (model space, brain mask, clipped to [0, 1], data range 1): case ``i`` synthesizes
+    """Whole-volume PSNR (model space, brain mask, clipped to [0, 1], data range 1; automatic windows as in
+    ``mrsynth synthesize``, which bounds the attention memory): case ``i`` synthesizes
     its ``i``-th present target (cycling) from all its sources; a ``ct`` target also gives the brain MAE in
     HU (normalised error times the HU window's width, exact for the linear window)."""
     from MRSynthLib.translator_inference import predict_translator
@@ -234,7 +235,7 @@ def validate_wldm(engine, cases: list[LatentCase], slots: tuple[str, ...], sourc
         present = [t for t in targets if t in case.present and any(s in case.present and s != t for s in sources)]
         target = present[index % len(present)]
         inputs = [s for s in sources if s in case.present and s != target]
-        prediction = predict_translator(engine, case.arrays(slots, inputs), slots[target], window=0, contributions=False)
+        prediction = predict_translator(engine, case.arrays(slots, inputs), slots[target], contributions=False)
         crop = tuple(slice(0, n) for n in case.shape)
         truth, mask = case.images[(target,) + crop], case.mask[crop]
         scores.append(psnr(np.clip(truth, 0, 1), np.clip(prediction.synthetic, 0, 1), mask=mask, data_range=1.0))
@@ -269,7 +270,9 @@ def wldm_card(card):
     validation = dict(card.validation)
     validation["protocol"] = (validation["protocol"].replace("case i synthesizes its i-th contrast from all its others",
                                                              "case i synthesizes its i-th target from all its sources")
-                              + "; DDIM, eta 0, seed 0")
+                              + "; DDIM, eta 0, seed 0; automatic windows (64 voxels)"
+                              + ("; val_mae_hu: brain MAE of a ct target in Hounsfield units (normalised error x the "
+                                 "HU window's width)" if "ct" in card.output_contrasts else ""))
     changes = {"validation": validation}
     if "ct" in card.output_contrasts:
         norm = card.preprocessing.normalization
