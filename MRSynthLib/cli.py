@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field-strength", type=float, default=3.0, choices=(1.5, 3.0))
     p.add_argument("--no-tumour", action="store_true")
     p.add_argument("--ms-lesions", type=int, default=0)
+    p.add_argument("--ct", action="store_true",
+                   help="also write a pseudo-CT (ct.nii.gz, Hounsfield units per tissue; skull-stripped, so no bone)")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("demo", help="phantom case → synthetic t1ce + uncertainty + contributions + montage + metrics")
@@ -167,7 +169,8 @@ def cmd_phantom(args) -> int:
     from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
 
     config = PhantomConfig(size=tuple(args.size), spacing=tuple(args.spacing), seed=args.seed,
-                           field_strength=args.field_strength, tumour=not args.no_tumour, ms_lesions=args.ms_lesions)
+                           field_strength=args.field_strength, tumour=not args.no_tumour, ms_lesions=args.ms_lesions,
+                           ct=args.ct)
     folder = write_phantom_case(generate_phantom(config), args.output_dir, overwrite=args.overwrite)  # OutputError if it exists
     print(f"phantom case written to {folder}")
     return 0
