@@ -65,7 +65,7 @@ def run_batch(args) -> int:
                     f"(found {', '.join(case.images) or 'nothing'}; the model accepts {', '.join(bundle.card.input_contrasts)})."
                 )
             overwrite = args.overwrite or (args.resume and bool(existing))  # resume redoes partial cases
-            result = synthesize(inputs, target, model=bundle, samples=args.samples, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window,
+            result = synthesize(inputs, target, model=bundle, samples=args.samples, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window, screen=not getattr(args, "no_screening", False),
                                 register=False if args.no_register else None, contributions=args.contributions)
             write_result(result, plan, overwrite=overwrite)
             row.update(status="ok", output=str(plan.synthetic))

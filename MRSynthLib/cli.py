@@ -18,12 +18,19 @@ from MRSynthLib import __version__
 from MRSynthLib.errors import MRSynthError
 
 
+#: Inputs excluded by the input screening in at least this fraction of the brain get a note on stderr.
+SCREENING_NOTE_FRACTION = 0.25
+
+
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
                    help="auto: onnxruntime on the CPU when the bundle has ONNX graphs, else torch")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the networks (0 = library default)")
     p.add_argument("--window", type=int, default=None,
                    help="sliding-window edge in model voxels (default: automatic; 0 = whole volume at once)")
+    p.add_argument("--no-screening", action="store_true",
+                   help="skip input screening (down-weighting input regions the model's autoencoder cannot "
+                        "reconstruct; one decoder pass per input)")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -125,10 +132,16 @@ def cmd_synthesize(args) -> int:
     result = synthesize(inputs, args.target, model=args.model, samples=samples, seed=args.seed,
                         device=args.device, backend=args.backend, threads=args.threads, window=args.window,
                         register=False if args.no_register else None, progress=progress,
-                        contributions=args.contributions_dir is not None)
+                        contributions=args.contributions_dir is not None, screen=not args.no_screening)
     progress("write", 0.0)
     written = write_result(result, plan, overwrite=args.overwrite)
     progress.done(outputs=[str(p) for p in written], timings=result.timings)
+    for name, path in inputs.items():
+        fraction = result.provenance.get("input_screening", {}).get("excluded_fraction", {}).get(name, 0.0)
+        if fraction >= SCREENING_NOTE_FRACTION:
+            print(f"mrsynth synthesize: note: the model cannot reconstruct input {name} ({path}) in {fraction:.0%} of the "
+                  f"brain, so it was treated as missing there: check that file (see input_screening in the sidecar).",
+                  file=sys.stderr)
     if args.progress != "jsonl":
         print(f"synthetic {result.provenance['target']} written to {plan.synthetic} (SYNTHETIC - not for diagnosis)")
         for path in written[2:]:

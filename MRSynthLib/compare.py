@@ -45,7 +45,8 @@ def compare_models(args) -> list[Path]:
         header.append((f"real {args.target}", reference, None))
     rows.append(header)
     for bundle in bundles:
-        result = synthesize(inputs, args.target, model=bundle, samples=1, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window)
+        result = synthesize(inputs, args.target, model=bundle, samples=1, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window,
+                            screen=not getattr(args, "no_screening", False))
         written += write_result(result, plans[bundle.card.name], overwrite=args.overwrite)
         row = [(bundle.card.name, result.synthetic, None)]
         if reference is not None:

@@ -45,7 +45,10 @@ class Engine(Protocol):
 
     def fuse(self, latents: np.ndarray, slot_codes: np.ndarray, target_onehot: np.ndarray,
              mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(B, K, L, *s)``, ``(K, M)``, ``(B, M)``, ``(B, K)`` → hidden ``(B, H, *s)``, weights ``(B, K, *s)``."""
+        """``(B, K, L, *s)``, ``(K, M)``, ``(B, M)``, mask ``(B, K, *s)`` → hidden ``(B, H, *s)``, weights ``(B, K, *s)``.
+
+        The mask multiplies the gates (availability x the input screening's keep mask); engines whose
+        ``spatial_mask`` is False (ONNX graphs exported before screening) take ``(B, K)``."""
 
     def head(self, hidden: np.ndarray, channel_scale: np.ndarray) -> np.ndarray:
         """``(B, H, *s)``, ``(B, H)`` → target latent ``(B, L, *s)``."""
@@ -62,6 +65,9 @@ class Prediction:
     uncertainty: np.ndarray | None
     contributions: dict[str, np.ndarray]
     windows: int = 1
+    screening: dict | None = None
+    """Input screening record: ``applied`` (bool), ``reason`` when not applied, ``maps`` input ->
+    latent-grid keep mask ``(z', y', x')`` (1 kept, 0 excluded) when applied (see :mod:`MRSynthLib.screening`)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,7 @@ def predict(
     overlap: int = AUTO_WINDOW_OVERLAP,
     sample_batch: int | None = None,
     contributions: bool = True,
+    screen: bool = True,
     progress: Callable[[str, float], None] | None = None,
 ) -> Prediction:
     """Synthesize ``target`` from normalised model-space inputs.
@@ -192,6 +199,8 @@ def predict(
         sample_batch: stochastic passes decoded together (memory grows linearly with it); None = the
             engine's ``sample_batch`` (torch 4; onnxruntime 1, measured faster and leaner one at a time).
         contributions: False skips the contribution maps (``Prediction.contributions`` is then empty).
+        screen: treat input regions the autoencoder cannot reconstruct as missing (:mod:`MRSynthLib.screening`),
+            when the bundle card has screening settings; costs one decoder pass per input.
         progress: optional ``progress(stage, fraction)``.
     """
     report = progress or (lambda stage, fraction: None)
@@ -207,7 +216,7 @@ def predict(
     m = len(engine.slots)
     slot_codes = np.eye(m, dtype=np.float32)[[engine.slots.index(n) for n in names]]
     target_onehot = np.eye(m, dtype=np.float32)[[engine.slots.index(target)]]
-    mask = np.ones((1, len(names)), dtype=np.float32)
+    screening, screening_record = _screening_settings(engine, screen)
     scales = dropout_masks(samples, engine.hidden_channels, engine.dropout, seed) if samples > 1 else None
 
     synthetic = np.zeros(shape, np.float32)
@@ -216,6 +225,8 @@ def predict(
     moment1 = np.zeros(shape, np.float64) if samples > 1 else None
     moment2 = np.zeros(shape, np.float64) if samples > 1 else None
     stack = np.stack([np.asarray(arrays[n], dtype=np.float32) for n in names])  # (K, Z, Y, X)
+    latent_grid = tuple(n // ds for n in shape)
+    kept_maps = np.ones((len(names),) + latent_grid, np.float32) if screening is not None else None
 
     for index, start in enumerate(plan.windows()):
         where = tuple(slice(s, s + n) for s, n in zip(start, plan.size))
@@ -224,6 +235,17 @@ def predict(
         window_inputs = np.ascontiguousarray(stack[(slice(None),) + where])[:, None]  # (K, 1, *w)
         latents = np.concatenate([engine.encode(window_inputs[k:k + 1]) for k in range(len(names))])  # (K, L, *s)
         latents = latents[None]  # (1, K, L, *s)
+        if screening is not None:
+            report("screen", fraction)
+            from MRSynthLib.screening import screen_window
+
+            keep = screen_window(engine, window_inputs[:, 0], latents[0], names, screening)  # (K, *s)
+            kept_maps[(slice(None),) + tuple(slice(w.start // ds, w.stop // ds) for w in where)] = keep
+            mask = keep[None]
+        elif getattr(engine, "spatial_mask", True):
+            mask = np.ones((1, len(names)) + latents.shape[3:], dtype=np.float32)
+        else:  # an ONNX fusion graph exported before screening takes one availability per input
+            mask = np.ones((1, len(names)), dtype=np.float32)
         report("translate", fraction)
         hidden, gates = engine.fuse(latents, slot_codes, target_onehot, mask)
         predicted = engine.head(hidden, np.ones((1, engine.hidden_channels), np.float32))
@@ -236,7 +258,8 @@ def predict(
             shares[(slice(None),) + where] += upsample_linear(gates[0], ds) * blend
         if scales is not None:
             report("uncertainty", fraction)
-            flipped_hidden, _ = engine.fuse(np.ascontiguousarray(latents[..., ::-1]), slot_codes, target_onehot, mask)
+            flipped_hidden, _ = engine.fuse(np.ascontiguousarray(latents[..., ::-1]), slot_codes, target_onehot,
+                                           np.ascontiguousarray(mask[..., ::-1]) if mask.ndim > 2 else mask)
             sums = _sample_moments(engine, {False: hidden, True: flipped_hidden}, scales, sample_batch,
                                    lambda k: report("uncertainty", (index + k / samples) / plan.count))
             moment1[where] += sums[0] * blend
@@ -255,7 +278,25 @@ def predict(
         second = moment2 / weight_sum / samples
         variance = np.clip(second - mean**2, 0.0, None) * samples / (samples - 1)
         uncertainty = np.sqrt(variance).astype(np.float32)
-    return Prediction(synthetic, uncertainty, maps, plan.count)
+    if kept_maps is not None:
+        screening_record["maps"] = {n: kept_maps[i] for i, n in enumerate(names)}
+    return Prediction(synthetic, uncertainty, maps, plan.count, screening_record)
+
+
+def _screening_settings(engine: Engine, screen: bool):
+    """``(ScreeningConfig or None, record)``: whether this engine and bundle can screen the inputs."""
+    from MRSynthLib.screening import ScreeningConfig
+
+    if not screen:
+        return None, {"applied": False, "reason": "switched off (--no-screening)"}
+    bundle = getattr(engine, "bundle", None)
+    config = ScreeningConfig.from_card(bundle.card.networks) if bundle is not None else None
+    if config is None:
+        return None, {"applied": False, "reason": "the bundle has no screening calibration"}
+    if not getattr(engine, "spatial_mask", True):
+        return None, {"applied": False, "reason": "the bundle's ONNX fusion graph predates screening: re-export it "
+                                                  "with `mrsynth-train export-onnx`"}
+    return config, {"applied": True, "settings": {k: v for k, v in config.to_dict().items() if k != "calibration"}}
 
 
 def _sample_moments(engine: Engine, hidden: dict[bool, np.ndarray], scales: np.ndarray, sample_batch: int,

@@ -76,6 +76,8 @@ class OnnxEngine:
         self.downsampling = int(meta["downsampling"])
         self.hidden_channels = int(meta["hidden_channels"])
         self.dropout = float(meta["dropout"])
+        mask_input = next(i for i in self.sessions["translator_fuse"].get_inputs() if i.name == "mask")
+        self.spatial_mask = len(mask_input.shape) > 2  # per-voxel mask (input screening); older graphs: (B, K)
 
     def _run(self, graph: str, **inputs: np.ndarray) -> list[np.ndarray]:
         feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}

@@ -166,6 +166,24 @@ class _StageClock:
         return {stage: round(seconds, 4) for stage, seconds in self.sums.items()}
 
 
+def _screening_record(prediction, mask: np.ndarray, downsampling: int, method: str) -> dict:
+    """The sidecar's ``input_screening``: applied or why not, and per input the fraction of the brain
+    (latent voxels at least half inside the mask) where it was excluded as unreadable."""
+    from MRSynthLib.screening import summary
+
+    record = getattr(prediction, "screening", None)
+    if record is None:
+        return {"applied": False, "reason": f"method {method} has no input screening"}
+    record = dict(record)
+    maps = record.pop("maps", None)
+    if maps:
+        d = downsampling
+        z, y, x = (n // d for n in mask.shape)
+        coarse = mask.astype(np.float32).reshape(z, d, y, d, x, d).mean(axis=(1, 3, 5)) >= 0.5
+        record["excluded_fraction"] = summary(maps, coarse)
+    return record
+
+
 def synthesize(
     inputs: dict[str, str | os.PathLike],
     target: str,
@@ -180,6 +198,7 @@ def synthesize(
     register: bool | None = None,
     progress=None,
     contributions: bool = True,
+    screen: bool = True,
 ) -> SynthesisResult:
     """Synthesize ``target`` from ``inputs`` (contrast -> file); the first input's grid is the reference.
 
@@ -192,6 +211,8 @@ def synthesize(
         progress: optional ``progress(stage, fraction)`` callable (see :class:`MRSynthLib.progress.Progress`).
         contributions: False skips the contribution maps (they cost memory and time on large grids: 6 s and
             4 GB at 512x512x400); the result then has none. The CLI asks for them only with --contributions-dir.
+        screen: input screening (:mod:`MRSynthLib.screening`) for bundles calibrated for it: input regions the
+            autoencoder cannot reconstruct are down-weighted; the sidecar's ``input_screening`` says where.
 
     Raises:
         MRSynthError: any problem with the inputs, contrasts or bundle, as one clear sentence.
@@ -242,7 +263,7 @@ def synthesize(
         from MRSynthLib.backends import load_engine
         from MRSynthLib.inference import predict as predict_fusion
 
-        predict = partial(predict_fusion, contributions=contributions)
+        predict = partial(predict_fusion, contributions=contributions, screen=screen)
 
     engine = load_engine(bundle, backend, device, threads)
     lap("load_model")
@@ -291,5 +312,7 @@ def synthesize(
         "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    provenance["input_screening"] = _screening_record(prediction, space.mask, getattr(engine, "downsampling", 1),
+                                                      bundle.card.method)
     provenance["timings_s"] = timings
     return SynthesisResult(synthetic, uncertainty, contributions, provenance, timings)

@@ -80,6 +80,7 @@ class TorchEngine:
         self.downsampling = ae_config.downsampling
         self.hidden_channels = tr_config.hidden
         self.dropout = tr_config.dropout
+        self.spatial_mask = True  # fuse_active takes per-voxel masks (input screening)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.torch_device)

@@ -99,9 +99,9 @@ def export_graphs(engine, folder: Path) -> dict[str, str]:
     with torch.no_grad():
         _export(_Encoder(ae), (image,), folder / graphs["encoder"],
                 {"image": {0: "batch", **_spatial("Z", 2)}}, {"latents": {0: "batch", **_spatial("z", 2)}})
-        _export(_Fuse(tr), (latents, torch.eye(m)[:2], torch.eye(m)[2:3], torch.ones(1, 2)), folder / graphs["translator_fuse"],
+        _export(_Fuse(tr), (latents, torch.eye(m)[:2], torch.eye(m)[2:3], torch.rand(1, 2, 4, 4, 4)), folder / graphs["translator_fuse"],
                 {"latents": {0: "batch", 1: "given", **_spatial("z", 3)}, "slot_codes": {0: "given"},
-                 "target_onehot": {0: "batch"}, "mask": {0: "batch", 1: "given"}},
+                 "target_onehot": {0: "batch"}, "mask": {0: "batch", 1: "given", **_spatial("z", 2)}},
                 {"hidden": {0: "batch", **_spatial("z", 2)}, "weights": {0: "batch", 1: "given", **_spatial("z", 2)}})
         _export(_Head(tr), (torch.rand(1, h, 4, 4, 4), torch.ones(1, h)), folder / graphs["translator_head"],
                 {"hidden": {0: "batch", **_spatial("z", 2)}, "channel_scale": {0: "batch"}},
@@ -148,6 +148,11 @@ def add_onnx_parts(bundle_dir: str | Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=".onnx-export-", dir=folder.parent) as staging_root:
         staging = Path(staging_root) / folder.name
         shutil.copytree(folder, staging, ignore=shutil.ignore_patterns("onnx"))
+        if "onnx" in bundle.card.networks:  # re-export: the staged copy starts without the old graphs
+            previous = bundle.card
+            write_card(dataclasses.replace(
+                previous, networks={k: v for k, v in previous.networks.items() if k != "onnx"},
+                weights={k: v for k, v in previous.weights.items() if not k.startswith("onnx/")}), staging)
         engine = TorchEngine(load_bundle(staging), "cpu")
         graphs = export_graphs(engine, staging)
         card = bundle.card

@@ -87,7 +87,8 @@ class FusionTranslator(nn.Module):
             latents: ``(B, K, L, *s)`` codes of the given slots;
             slot_codes: ``(K, M)`` one-hot slot identity of each;
             target_onehot: ``(B, M)`` one-hot target contrast;
-            mask: ``(B, K)`` 1.0 where that slot is available in that batch element.
+            mask: ``(B, K)`` 1.0 where that slot is available in that batch element, or ``(B, K, *s)``
+                per voxel (availability times the input screening's keep mask, :mod:`MRSynthLib.screening`).
         Returns:
             hidden ``(B, H, *s)`` and weights ``(B, K, *s)`` summing to 1 over available slots.
         """
@@ -99,7 +100,7 @@ class FusionTranslator(nn.Module):
         features = self.input_encoder(x)  # (B*K, H, *s)
         conditioned = self._film(features, target_onehot.repeat_interleave(k, dim=0))
         gates = torch.sigmoid(self.gate(conditioned)).view(b, k, *spatial)
-        weights = gates * mask.to(gates.dtype).view(b, k, *ones)
+        weights = gates * (mask.to(gates.dtype).view(b, k, *ones) if mask.dim() == 2 else mask.to(gates.dtype))
         weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
         fused = (features.view(b, k, -1, *spatial) * weights.unsqueeze(2)).sum(dim=1)
         fused = self._film(fused, target_onehot)
