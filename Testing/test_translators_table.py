@@ -45,3 +45,28 @@ def test_markdown_and_markers():
     assert replaced.startswith("intro\n") and replaced.endswith("outro\n") and "old" not in replaced
     assert table in replaced
     assert replace_between_markers("no markers", "T").endswith(f"{START}\nT\n{END}\n")
+
+
+def test_seed_set_names_configs_and_writes_its_own_block():
+    from training.methods_table import MODEL_SETS
+
+    seed = MODEL_SETS["seed"]
+    assert seed.config("msgldm") == "msgldm-phantom-methods" and MODEL_SETS["kinds"].config("ldm") == "phantom-methods-ldm"
+    labels = [label for label, _ in seed.models]
+    assert labels[0] == "regression baseline" and {"MSG-LDM", "VQ-Seq2Seq", "SSCF", "3D-WLDM"} <= set(labels)
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "training" / "configs"
+    for _, source in seed.models:
+        if not source.startswith("mrsynth-"):
+            assert (configs / f"{seed.config(source)}.yaml").is_file(), source
+    score = {"model": "SSCF", "task": "flair <- t2", "seed": 1, "backend": "auto", "engine": "onnx", "brain_psnr": 12.0,
+             "brain_ssim": 0.4, "tumour_psnr": 10.0, "tumour_ssim": 0.2, "spearman": None, "wall_s": 2.0, "cpu_s": 3.0}
+    summary = {"scores": [score, {**score, "model": "regression baseline", "engine": "torch"}], "training": {},
+               "backend_parity": {}, "calibration_curve": {},
+               "sources": {"SSCF": "sscf", "regression baseline": "regression"}}
+    table = markdown(summary)
+    assert "| regression baseline | trees, see its card (no step budget) | 2.0, 3.0 | torch |" in table
+    text = f"{START}\nkinds\n{END}\n{seed.markers[0]}\nold\n{seed.markers[1]}\n"
+    replaced = replace_between_markers(text, table, seed.markers)
+    assert "kinds" in replaced and "old" not in replaced and table in replaced

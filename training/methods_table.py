@@ -1,9 +1,12 @@
-"""Compare the translator kinds on held-out phantoms and write the table of ``docs/METHODS.md``.
+"""Compare the translator kinds, or the seed methods, on held-out phantoms and write a table of ``docs/METHODS.md``.
 
-    python -m training.methods_table --train    # trains the missing models first (each <= 10 min), then compares
+    python -m training.methods_table --train                # translator kinds (issue 4), each model <= 10 min
+    python -m training.methods_table --set seed --train     # seed methods + regression baseline (issue 7), 6 min
 
-Models: the built-in fusion bundle ``mrsynth-phantom-fsq`` and the bundles of the ``phantom-methods-*``
-configs (run folders ``runs/methods/<kind>``, bundles ``runs/methods/bundles/<kind>``), all on the same
+Models (``--set kinds``): the built-in fusion bundle ``mrsynth-phantom-fsq`` and the bundles of the
+``phantom-methods-*`` configs; (``--set seed``): the regression baseline (``regression-phantom-methods``), the
+built-in fusion bundle and the ``<method>-phantom-methods`` configs of MSG-LDM, VQ-Seq2Seq, SSCF and 3D-WLDM.
+Run folders ``runs/methods/<source>``, bundles ``runs/methods/bundles/<source>``; the networks all use the same
 frozen autoencoder.
 Each held-out phantom (seeds never used in training, generated at 1.5 mm so resampling and its inverse
 are exercised) is synthesized through :func:`MRSynthLib.synthesis.synthesize` exactly as ``mrsynth
@@ -44,7 +47,40 @@ MODELS = (  # (label, built-in bundle name, or the suffix of a phantom-methods-<
     ("cyclegan t1->t1ce", "cyclegan-t1-t1ce"),
     ("cyclegan t2->flair", "cyclegan-t2-flair"),
 )
+SEED_MODELS = (  # (label, built-in bundle name, or the <source> of a <source>-phantom-methods config)
+    ("regression baseline", "regression"),
+    ("RSF fusion (built-in)", "mrsynth-phantom-fsq"),
+    ("MSG-LDM", "msgldm"),
+    ("VQ-Seq2Seq", "vqseq2seq"),
+    ("SSCF", "sscf"),
+    ("3D-WLDM", "wldm"),
+)
 BACKENDS = ("onnx", "torch")
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """One comparison: its models, how their configs are named, the backends it runs, where its table goes."""
+
+    name: str
+    models: tuple[tuple[str, str], ...]
+    config_pattern: str  # str.format pattern of the training config name, {source}
+    backends: tuple[str, ...]
+    markers: tuple[str, str]
+    json: Path
+
+    def config(self, source: str) -> str:
+        return self.config_pattern.format(source=source)
+
+
+MODEL_SETS = {
+    "kinds": ModelSet("kinds", MODELS, "phantom-methods-{source}", BACKENDS,
+                      ("<!-- methods-table:start -->", "<!-- methods-table:end -->"), Path("runs/methods/table.json")),
+    # seed methods: "auto" = onnxruntime where the bundle has ONNX graphs (the CPU default), else torch
+    "seed": ModelSet("seed", SEED_MODELS, "{source}-phantom-methods", ("auto",),
+                     ("<!-- seed-methods-table:start -->", "<!-- seed-methods-table:end -->"),
+                     Path("runs/methods/seed-table.json")),
+}
 RESPONSE_TASK = ("flair", ("t1", "t2"))  # contribution check: t2 replaced by noise
 
 BINS = 5
@@ -66,6 +102,7 @@ class Score:
     spearman: float | None
     wall_s: float
     cpu_s: float | None
+    engine: str = ""  # the backend that ran (``backend`` may be "auto")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,18 +133,25 @@ def is_builtin(source: str) -> bool:
     return source.startswith("mrsynth-")
 
 
-def train_missing(models=MODELS, root: Path = ROOT) -> None:
-    """Train (stage 2 only, on the built-in bundle's frozen autoencoder) and export every missing model."""
+def train_missing(model_set: ModelSet = MODEL_SETS["kinds"], root: Path = ROOT) -> None:
+    """Train (stage 2 only, on the built-in bundle's frozen autoencoder) and export every missing model;
+    the regression baseline trains and exports in one command."""
     from training.cli import main as train_main
 
-    for _, source in models:
+    for _, source in model_set.models:
         if is_builtin(source) or (root / "bundles" / source).is_dir():
             continue
-        arguments = ["--config", f"phantom-methods-{source}", "--run-dir", str(root / source), "--quiet"]
+        config = model_set.config(source)
+        arguments = ["--config", config, "--run-dir", str(root / source), "--quiet"]
+        output = ["--output", str(root / "bundles" / source), "--overwrite"]
+        if source == "regression":
+            if train_main(["regression", *arguments, *output]) != 0:
+                raise SystemExit(f"methods_table: training {config} failed")
+            continue
         if train_main(["stage2", *arguments]) != 0:
-            raise SystemExit(f"methods_table: training phantom-methods-{source} failed")
-        if train_main(["export", *arguments, "--output", str(root / "bundles" / source), "--overwrite"]) != 0:
-            raise SystemExit(f"methods_table: exporting phantom-methods-{source} failed")
+            raise SystemExit(f"methods_table: training {config} failed")
+        if train_main(["export", *arguments, *output]) != 0:
+            raise SystemExit(f"methods_table: exporting {config} failed")
 
 
 def _load(bundle, backend: str, threads: int) -> None:
@@ -136,6 +180,7 @@ def training_record(run_dir: Path, card) -> dict:
 
 
 def training_records(models=MODELS, root: Path = ROOT) -> dict:
+    """Training record per trained (non built-in) model label."""
     from MRSynthLib.bundle import load_bundle
 
     return {label: training_record(root / source, load_bundle(root / "bundles" / source).card)
@@ -199,7 +244,8 @@ def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads:
                                 curve[0].append(std)
                                 curve[1].append(error)
                         scores.append(Score(label, task, seed, backend, report["brain"]["psnr"], report["brain"]["ssim"],
-                                            tumour.get("psnr"), tumour.get("ssim"), rho, wall, cpu))
+                                            tumour.get("psnr"), tumour.get("ssim"), rho, wall, cpu,
+                                            result.provenance["backend"]))
                         array = image_to_array(result.synthetic)
                         key = (task, seed)
                         if key in synthetic:
@@ -211,12 +257,13 @@ def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads:
     binned = {label: error_by_uncertainty(np.concatenate(s), np.concatenate(e)) for label, (s, e) in curves.items()}
     return {"scores": [s.__dict__ for s in scores], "calibration_curve": binned, "backend_parity": parity,
             "training": trained, "samples": samples, "threads": threads, "seeds": list(seeds),
-            "case": {"size": list(CASE_SIZE), "spacing": list(CASE_SPACING)}, "contribution_response": response}
+            "case": {"size": list(CASE_SIZE), "spacing": list(CASE_SPACING)}, "contribution_response": response,
+            "sources": {label: source for label, source in models}}
 
 
 def contribution_response(models, folder: Path, tmp: Path, root: Path, threads: int, progress) -> dict:
     """Mean contribution of t2 in the brain for flair <- t1+t2, with the true t2 and with t2 replaced by
-    uniform noise of the same intensity range (onnx backend, one sample), per model that takes the task."""
+    uniform noise of the same intensity range (auto backend, one sample), per model that takes the task."""
     import SimpleITK as sitk
 
     from MRSynthLib.bundle import load_bundle
@@ -240,7 +287,7 @@ def contribution_response(models, folder: Path, tmp: Path, root: Path, threads: 
         shares = []
         for t2_file in (folder / "t2.nii.gz", tmp / "t2_noise.nii.gz"):
             progress(f"{label} contributions, t2 = {t2_file.name}")
-            result = synthesize({"t1": folder / "t1.nii.gz", "t2": t2_file}, target, model=bundle, backend="onnx",
+            result = synthesize({"t1": folder / "t1.nii.gz", "t2": t2_file}, target, model=bundle, backend="auto",
                                 threads=threads)
             shares.append(float(image_to_array(result.contributions["t2"])[brain].mean()))
         out[label] = {"t2_true": shares[0], "t2_noise": shares[1]}
@@ -276,19 +323,23 @@ def markdown(summary: dict) -> str:
                          f"{_cell(_mean(r['spearman'] for r in rows), '{:+.3f}')} |")
     backends = list(dict.fromkeys(s["backend"] for s in scores))
     lines += ["", "| model | training (steps, loop minutes, exported step) | "
-              + " | ".join(f"{b}: s/volume (wall, CPU)" for b in backends) + " | torch vs onnx max rel. diff |",
+              + " | ".join(f"{b}: s/volume (wall, CPU)" for b in backends) + (" | torch vs onnx max rel. diff |" if len(backends) > 1 else " | backend used |"),
               "|---|---|" + "---|" * len(backends) + "---|"]
     for model in models:
         record = summary["training"].get(model) or {}
-        training = (f"{record['steps']} steps, {record['minutes']} min, exported step {record['best_step']}"
-                    if record else "built-in, see docs/MODELS.md")
+        source = summary.get("sources", {}).get(model, "")
+        training = (f"{record['steps']} steps, {record['minutes']} min, exported step {record['best_step']}" if record
+                    else "trees, see its card (no step budget)" if source == "regression"
+                    else "built-in, see docs/MODELS.md" if is_builtin(source) or not source else "not recorded")
         cells = []
         for backend in backends:
             rows = [s for s in scores if s["model"] == model and s["backend"] == backend]
             cells.append(f"{_cell(_mean(r['wall_s'] for r in rows), '{:.1f}')}, "
                          f"{_cell(_mean(r['cpu_s'] for r in rows), '{:.1f}')}")
         parity = summary["backend_parity"].get(model)
-        lines.append(f"| {model} | {training} | " + " | ".join(cells) + f" | {_cell(parity, '{:.1e}')} |")
+        engines = "+".join(sorted({s.get("engine") or s["backend"] for s in scores if s["model"] == model}))
+        last = _cell(parity, '{:.1e}') if len(backends) > 1 else engines
+        lines.append(f"| {model} | {training} | " + " | ".join(cells) + f" | {last} |")
     lines += ["", "Mean absolute error per quintile of the uncertainty (brain voxels of every case and task; "
               "each cell: mean std / mean \\|error\\|, lowest std first):", "",
               "| model | " + " | ".join(f"q{i + 1}" for i in range(BINS)) + " |", "|---|" + "---|" * BINS]
@@ -305,34 +356,42 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_between_markers(text: str, table: str) -> str:
-    """Put ``table`` between :data:`START` and :data:`END` in ``text`` (appended when they are absent)."""
-    block = f"{START}\n{table}\n{END}"
-    if START in text and END in text:
-        return text[:text.index(START)] + block + text[text.index(END) + len(END):]
+def replace_between_markers(text: str, table: str, markers: tuple[str, str] = (START, END)) -> str:
+    """Put ``table`` between the ``markers`` in ``text`` (appended when they are absent)."""
+    start, end = markers
+    block = f"{start}\n{table}\n{end}"
+    if start in text and end in text:
+        return text[:text.index(start)] + block + text[text.index(end) + len(end):]
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.methods_table", description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="model_set", default="kinds", choices=tuple(MODEL_SETS),
+                        help="kinds: the translator kinds (issue 4); seed: the seed methods + regression baseline")
     parser.add_argument("--output", type=Path, default=Path("docs/METHODS.md"), help="Markdown file to update")
-    parser.add_argument("--json", type=Path, default=Path("runs/methods/table.json"), help="raw results")
+    parser.add_argument("--json", type=Path, default=None, help="raw results (default: runs/methods/<set>-table.json)")
     parser.add_argument("--samples", type=int, default=4, help="stochastic passes / diffusion samples per synthesis")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train", action="store_true", help="first train and export the models that are missing")
     parser.add_argument("--render-only", action="store_true", help="rewrite the table from --json (no synthesis)")
     args = parser.parse_args(argv)
+    model_set = MODEL_SETS[args.model_set]
+    args.json = args.json or model_set.json
+    args.markers = model_set.markers
     if args.render_only:
         summary = json.loads(args.json.read_text())
-        summary["training"] = training_records()
+        summary["training"] = training_records(model_set.models)
         return _write(summary, args)
     if args.train:
-        train_missing()
-    missing = [source for _, source in MODELS if not is_builtin(source) and not (ROOT / "bundles" / source).is_dir()]
+        train_missing(model_set)
+    missing = [source for _, source in model_set.models
+               if not is_builtin(source) and not (ROOT / "bundles" / source).is_dir()]
     if missing:
         print(f"methods_table: missing bundles {missing} under {ROOT / 'bundles'}: add --train.", file=sys.stderr)
         return 2
-    summary = evaluate(samples=args.samples, threads=args.threads, progress=lambda m: print(m, file=sys.stderr))
+    summary = evaluate(model_set.models, samples=args.samples, threads=args.threads, backends=model_set.backends,
+                       progress=lambda m: print(m, file=sys.stderr))
     return _write(summary, args)
 
 
@@ -341,7 +400,7 @@ def _write(summary: dict, args) -> int:
     args.json.write_text(json.dumps(summary, indent=1, default=float) + "\n")
     table = markdown(summary)
     text = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-    args.output.write_text(replace_between_markers(text, table), encoding="utf-8")
+    args.output.write_text(replace_between_markers(text, table, getattr(args, "markers", (START, END))), encoding="utf-8")
     print(table)
     return 0
 
