@@ -23,6 +23,7 @@ from MRSynthLib.normalization import NormalizationSpec, ct_to_hounsfield, normal
 from MRSynthLib.phantom import CONTRASTS, CT_HOUNSFIELD, PhantomConfig, generate_phantom, write_phantom_case
 from MRSynthLib.synthesis import synthesize
 from training.cli import main as train_main
+from training.config import config_from_dict as load_config_dict
 from training.config import load_config
 
 # ---------------------------------------------------------------------------------------------- components
@@ -112,6 +113,37 @@ def test_denoiser_uses_the_available_slots_structure_and_modality_only():
         unused = structure.clone()
         unused[:, 2] += 5.0  # the target slot is not available: its halves are ignored
         torch.testing.assert_close(net(x, t, latents, available, target, unused, modality), base)
+
+
+def test_trainer_pairs_flag_same_case_window_and_contrast():
+    from MRSynthLib.networks.autoencoder import AutoencoderConfig, LatentAutoencoder
+    from training.stage2_latents import LatentCase
+    from training.stage2_wldm import WLDMTrainer
+
+    data = load_config("wldm-phantom-ct-tiny").to_dict()
+    data["stage2"]["batch_size"] = 8
+    config = load_config_dict(data)
+    autoencoder = LatentAutoencoder(AutoencoderConfig(channels=(8, 8), fsq_levels=(8, 5, 5, 5)))
+    slots = config.translator.contrasts  # t1, t2, flair, ct
+    rng = np.random.default_rng(0)
+
+    def case(name):
+        latents = torch.from_numpy(rng.standard_normal((4, 4, 8, 8, 8)).astype(np.float32))
+        return LatentCase(name, np.zeros((4, 16, 16, 16), np.float32), latents, [0, 1, 2, 3],
+                          np.ones((16, 16, 16), bool), np.argwhere(np.ones((16, 16, 16), bool)), (16, 16, 16))
+
+    trainer = WLDMTrainer(config, autoencoder, slots, [case("a"), case("b")], [case("c")])
+    batch = trainer._batch(np.random.default_rng(1), trainer.train_cases)
+    assert batch["target_onehot"][:, 3].all()  # MR -> CT: the target is always ct
+    assert (batch["available"][:, 3] == 0).all() and (batch["available"].sum(1) >= 1).all()  # never an input
+    assert batch["same_b"].all()  # every target is ct: same modality
+    order = list(range(1, 8)) + [0]
+    torch.testing.assert_close(batch["a_next"], batch["a"][order])
+    for i, j in enumerate(order):  # unpaired structure unless the two draws share case and window
+        identical = torch.equal(batch["b"][i], batch["b"][j])
+        assert bool(batch["paired_next"][i]) == identical
+    terms = {k: float(v) for k, v in trainer.step(np.random.default_rng(2)).items()}
+    assert {"loss", "diffusion", "structure", "modality", "merge"} <= set(terms) and np.isfinite(terms["loss"])
 
 
 # ---------------------------------------------------------------------------------------------- CT
