@@ -126,7 +126,7 @@ class WLDMTrainer:
         for _ in range(max(self.config.stage2.batch_size, 2)):  # pairs need a next draw
             case = cases[int(rng.integers(0, len(cases)))]
             target, inputs = self._task(rng, case)
-            image_where, where = random_window(case, self.patch, self.ds, self.multiple, rng)
+            _, where = random_window(case, self.patch, self.ds, self.multiple, rng)
             given = torch.zeros(m)
             given[inputs] = 1.0
             window = case.latents[(slice(None), slice(None)) + where]
