@@ -158,7 +158,9 @@ def _load(bundle, backend: str, threads: int) -> None:
     """Load the bundle's engine into the per-process cache exactly as ``synthesize`` will ask for it."""
     from MRSynthLib.translator_engines import is_translator_method
 
-    if is_translator_method(bundle.card.method):
+    if bundle.card.method == "regression":
+        from MRSynthLib.regression import load_engine
+    elif is_translator_method(bundle.card.method):
         from MRSynthLib.translator_engines import load_engine
     else:
         from MRSynthLib.backends import load_engine
@@ -224,7 +226,8 @@ def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads:
                         progress(f"{label} {backend} {task} seed {seed}")
                         files = {c: folder / f"{c}.nii.gz" for c in inputs}
                         wall, cpu = time.perf_counter(), time.process_time()
-                        result = synthesize(files, target, model=bundle, samples=samples, seed=0, backend=backend,
+                        result = synthesize(files, target, model=bundle, seed=0, backend=backend,
+                                            samples=1 if card.method == "regression" else samples,  # trees: no std
                                             threads=threads, contributions=False)
                         cpu = time.process_time() - cpu
                         wall = sum(v for k, v in result.timings.items() if k != "load_model")
