@@ -184,6 +184,11 @@ class _DropoutKind:
         """Decoded images ``(P, Z, Y, X)`` for ``P`` channel masks ``scales`` ``(P, H)`` (and weights)."""
         raise NotImplementedError
 
+    def pass_images(self, features, scales: np.ndarray, passes: list[int]) -> np.ndarray:
+        """Decoded images ``(P, Z, Y, X)`` of the stochastic passes ``passes`` (their masks ``scales``); a kind
+        whose passes differ in more than the dropout mask overrides this."""
+        return self.head_images(features, scales)[0]
+
     def stochastic_moments(self, features: dict[bool, np.ndarray], report) -> tuple[tuple, int] | tuple[None, int]:
         if self.samples < 2:
             return None, 0
@@ -194,7 +199,7 @@ class _DropoutKind:
             for first in range(0, len(ks), self.batch):
                 batch = ks[first:first + self.batch]
                 report("uncertainty", batch[0] / self.samples)
-                images, _ = self.head_images(features[flip], scales[batch])
+                images = self.pass_images(features[flip], scales[batch], batch)
                 total = _add(total, _image_moments(images[..., ::-1] if flip else images))
         return total, self.samples
 

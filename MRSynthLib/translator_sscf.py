@@ -20,8 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from MRSynthLib.errors import ContrastError
-from MRSynthLib.inference import dropout_masks
-from MRSynthLib.translator_inference import Window, WindowResult, _add, _DropoutKind, _encode_each, _image_moments
+from MRSynthLib.translator_inference import Window, WindowResult, _DropoutKind, _encode_each
 
 INVALID = -2.0  # = MRSynthLib.networks.sscf_memory.INVALID (kept here so this module needs no torch)
 
@@ -78,19 +77,9 @@ class SSCFKind(_DropoutKind):
                                  target_onehot=np.repeat(self.target_onehot, p, axis=0), channel_scale=scales)[0]
         return self.engine.decode(latent)[:, 0], None
 
-    def stochastic_moments(self, features: dict[bool, dict], report):
-        if self.samples < 2:
-            return None, 0
-        scales = dropout_masks(self.samples, self.hidden, self.dropout, self.seed)
-        total = None
-        for flip in (False, True):
-            ks = [k for k in range(self.samples) if (k % 2 == 1) == flip]
-            for first in range(0, len(ks), self.batch):
-                batch = ks[first:first + self.batch]
-                report("uncertainty", batch[0] / self.samples)
-                images, _ = self.head_images(features[flip], scales[batch], [(k // 2) % self.top_k for k in batch])
-                total = _add(total, _image_moments(images[..., ::-1] if flip else images))
-        return total, self.samples
+    def pass_images(self, state: dict, scales: np.ndarray, passes: list[int]) -> np.ndarray:
+        """Pass ``k`` also cycles the prototype: rank ``(k // 2) mod top_k`` of the retrieval."""
+        return self.head_images(state, scales, [(k // 2) % self.top_k for k in passes])[0]
 
     def run(self, window: Window) -> WindowResult:
         window.report("encode", 0.0)

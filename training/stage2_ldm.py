@@ -30,6 +30,14 @@ from training.stage2_latents import LatentCase, random_task, random_window
 HELD_OUT_SEED = 987_654
 
 
+def latent_scale(cases: list[LatentCase], configured: float, measure: bool) -> float:
+    """The diffusion's latent scale: 1 / std of the present latents of ``cases`` when ``measure``, else ``configured``."""
+    if not measure:
+        return configured
+    values = torch.cat([c.latents[c.present].flatten() for c in cases])
+    return float(1.0 / max(values.std().item(), 1e-3))
+
+
 class LDMTrainer:
     """Implements :class:`training.stage2_loop.Trainer` for the latent denoiser."""
 
@@ -44,11 +52,7 @@ class LDMTrainer:
         self.ds = autoencoder.config.downsampling
         self.multiple = self.ds * self.denoiser_config.multiple
         self.patch = tuple(config.stage2.patch_size)
-        scale = ldm.sampling.latent_scale
-        if ldm.measure_latent_scale:
-            values = torch.cat([c.latents[c.present].flatten() for c in train])
-            scale = float(1.0 / max(values.std().item(), 1e-3))
-        self.extra = {"latent_scale": scale}
+        self.extra = {"latent_scale": latent_scale(train, ldm.sampling.latent_scale, ldm.measure_latent_scale)}
         self.schedule = Schedule(ldm.sampling.schedule)
         self.selection = ("val_loss", -1.0)  # sampling whole volumes is costly: it runs at the end only
         self.modules = {"denoiser": self.denoiser}

@@ -30,6 +30,7 @@ from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from MRSynthLib.networks.msgldm import MSGLDM
 from MRSynthLib.samplers import Schedule
 from training.config import TrainConfig
+from training.stage2_ldm import latent_scale
 from training.msgldm_losses import label_fractions, segmentation_loss, structure_loss, style_contrastive_loss
 from training.stage2_latents import LatentCase, random_window
 
@@ -58,11 +59,7 @@ class MSGLDMTrainer:
         self.ds = autoencoder.config.downsampling
         self.multiple = self.ds * self.network_config.multiple
         self.patch = tuple(config.stage2.patch_size)
-        scale = settings.sampling.latent_scale
-        if settings.measure_latent_scale:
-            values = torch.cat([c.latents[c.present].flatten() for c in train])
-            scale = float(1.0 / max(values.std().item(), 1e-3))
-        self.extra = {"latent_scale": scale}
+        self.extra = {"latent_scale": latent_scale(train, settings.sampling.latent_scale, settings.measure_latent_scale)}
         self.schedule = Schedule(settings.sampling.schedule)
         self.selection = ("val_loss", -1.0)
         self.modules = {"msgldm": self.network}

@@ -32,6 +32,7 @@ from MRSynthLib.networks.latent_split import LatentSplit, LatentSplitConfig, mod
 from MRSynthLib.networks.wldm import WLDMDenoiser
 from MRSynthLib.samplers import Schedule
 from training.config import ConfigError, TrainConfig
+from training.stage2_ldm import latent_scale
 from training.stage2_latents import LatentCase, random_window
 
 HELD_OUT_SEED = 987_654
@@ -84,11 +85,7 @@ class WLDMTrainer:
         self.ds = autoencoder.config.downsampling
         self.multiple = self.ds * self.denoiser_config.multiple
         self.patch = tuple(config.stage2.patch_size)
-        scale = wldm.sampling.latent_scale
-        if wldm.measure_latent_scale:
-            values = torch.cat([c.latents[c.present].flatten() for c in self.train_cases])
-            scale = float(1.0 / max(values.std().item(), 1e-3))
-        self.extra = {"latent_scale": scale}
+        self.extra = {"latent_scale": latent_scale(self.train_cases, wldm.sampling.latent_scale, wldm.measure_latent_scale)}
         self.schedule = Schedule(wldm.sampling.schedule)
         self.selection = ("val_loss", -1.0)
         self.modules = {"wldm_denoiser": self.denoiser, "wldm_split": self.split}

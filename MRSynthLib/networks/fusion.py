@@ -7,7 +7,7 @@ inputs are masked out, never zero-filled into the fusion) and become the contrib
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +15,11 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from MRSynthLib.networks.autoencoder import ACTIVATION
+from MRSynthLib.networks.config_dicts import ContrastSlotsDict
 
 
 @dataclass(frozen=True)
-class FusionConfig:
+class FusionConfig(ContrastSlotsDict):
     """Architecture of :class:`FusionTranslator`; ``contrasts`` fixes the order of input slots."""
 
     spatial_dims: int = 3
@@ -27,17 +28,6 @@ class FusionConfig:
     hidden: int = 64
     num_blocks: int = 2
     dropout: float = 0.1
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FusionConfig:
-        data = dict(data)
-        data["contrasts"] = tuple(data["contrasts"])
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["contrasts"] = list(self.contrasts)
-        return out
 
 
 class FusionTranslator(nn.Module):

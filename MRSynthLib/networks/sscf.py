@@ -24,20 +24,21 @@ Graphs (both backends run them): :meth:`encode` → ``hidden, weights, tumour, d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from MRSynthLib.networks.autoencoder import ACTIVATION
+from MRSynthLib.networks.config_dicts import ContrastSlotsDict
 from MRSynthLib.networks.fusion import FusionConfig, FusionTranslator
 from MRSynthLib.networks.sscf_adain import region_adain
 from MRSynthLib.networks.sscf_memory import MemoryBank
 
 
 @dataclass(frozen=True)
-class SSCFConfig:
+class SSCFConfig(ContrastSlotsDict):
     """Architecture of :class:`SSCFTranslator`; ``contrasts`` fixes the slot order, ``bank_size`` the
     memory capacity, ``top_k`` how many nearest prototypes the stochastic passes cycle through."""
 
@@ -55,16 +56,6 @@ class SSCFConfig:
             raise ValueError(f"hidden must be >= 2, bank_size and top_k >= 1, not {self.hidden}, {self.bank_size}, "
                              f"{self.top_k}")
 
-    @classmethod
-    def from_dict(cls, data: dict) -> SSCFConfig:
-        data = dict(data)
-        data["contrasts"] = tuple(data["contrasts"])
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["contrasts"] = list(self.contrasts)
-        return out
 
     def fusion(self) -> FusionConfig:
         return FusionConfig(spatial_dims=self.spatial_dims, latent_channels=self.latent_channels,

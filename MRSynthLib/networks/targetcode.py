@@ -13,19 +13,20 @@ Gaussian estimates. Those weights, averaged over channels, are the contribution 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from MRSynthLib.networks.autoencoder import ACTIVATION
+from MRSynthLib.networks.config_dicts import ContrastSlotsDict
 
 LOGVAR_RANGE = (-10.0, 4.0)
 
 
 @dataclass(frozen=True)
-class TargetCodeConfig:
+class TargetCodeConfig(ContrastSlotsDict):
     """Architecture of :class:`TargetCodeTranslator`; ``contrasts`` fixes the code order."""
 
     spatial_dims: int = 3
@@ -34,17 +35,6 @@ class TargetCodeConfig:
     hidden: int = 48
     num_blocks: int = 2
     dropout: float = 0.1
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TargetCodeConfig:
-        data = dict(data)
-        data["contrasts"] = tuple(data["contrasts"])
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["contrasts"] = list(self.contrasts)
-        return out
 
 
 def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -19,13 +19,14 @@ Uncertainty is reparameterised sampling of the common latent, ``z = mean + exp(l
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from MRSynthLib.networks.autoencoder import ACTIVATION
+from MRSynthLib.networks.config_dicts import ContrastSlotsDict
 from MRSynthLib.networks.targetcode import LOGVAR_RANGE, _FiLMBlock
 from MRSynthLib.networks.vq import VectorQuantizer, VQConfig
 
@@ -34,7 +35,7 @@ LOGVAR_INIT = -4.0
 
 
 @dataclass(frozen=True)
-class VQSeq2SeqConfig:
+class VQSeq2SeqConfig(ContrastSlotsDict):
     """Architecture of :class:`VQSeq2SeqTranslator`; ``contrasts`` fixes the code order.
 
     ``latent_channels``: the stage-1 latent (input and output); ``common_channels`` and ``codebook_size``:
@@ -55,17 +56,6 @@ class VQSeq2SeqConfig:
         if self.common_channels < 1 or self.hidden < 1 or self.num_blocks < 0:
             raise ValueError(f"common_channels and hidden must be >= 1 and num_blocks >= 0, not {self.common_channels}, "
                              f"{self.hidden}, {self.num_blocks}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VQSeq2SeqConfig:
-        data = dict(data)
-        data["contrasts"] = tuple(data["contrasts"])
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["contrasts"] = list(self.contrasts)
-        return out
 
 
 def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
