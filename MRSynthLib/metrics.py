@@ -390,6 +390,31 @@ def evaluate_volumes(
     }
 
 
+def sharpness_ratio(
+    reference: np.ndarray,
+    prediction: np.ndarray,
+    brain_mask: np.ndarray | None = None,
+    protocol: EvaluationProtocol = EvaluationProtocol(),
+) -> float:
+    """Mean gradient magnitude of ``prediction`` over that of ``reference`` inside the brain, both first
+    normalised by ``protocol`` (own statistics) and zeroed outside the brain as for PSNR/SSIM.
+
+    1 = as sharp as the reference; a blurred prediction scores below 1 (a 2 mm down-and-up resampling of
+    a 1 mm brain scan keeps about 0.8). Central differences along every axis, in voxel units.
+    """
+    reference, prediction = _pair(reference, prediction)
+    brain, _ = _brain(reference, brain_mask, protocol)
+
+    def mean_gradient(volume: np.ndarray) -> float:
+        normalised = normalise(volume, brain, protocol)
+        normalised[~brain] = 0.0
+        squared = sum(g * g for g in np.gradient(normalised))
+        return float(np.sqrt(squared)[brain].mean())
+
+    denominator = mean_gradient(reference)
+    return mean_gradient(prediction) / denominator if denominator > 0 else float("nan")
+
+
 def _check_image(image: sitk.Image, name: str) -> None:
     if not isinstance(image, sitk.Image):
         raise InputImageError(f"`{name}` must be a SimpleITK image, not {type(image).__name__}.")

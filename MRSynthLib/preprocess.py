@@ -191,6 +191,27 @@ def _model_grid(oriented: sitk.Image, spacing: tuple[float, float, float]) -> tu
     return grid, True
 
 
+STANDARDISED_BACKGROUND_SHARE = 0.2
+"""Share of voxels at the (negative) minimum above which a volume counts as standardised with a constant background."""
+
+
+def shift_constant_background(image: sitk.Image) -> sitk.Image:
+    """Volumes that were z-scored inside the brain (BraTS-style preprocessing) carry a constant negative
+    background; shift them so the background is 0 like a magnitude image, which the foreground mask and
+    the percentile normalisation expect. Other images are returned unchanged.
+
+    The rule: the minimum is negative and at least :data:`STANDARDISED_BACKGROUND_SHARE` of the voxels
+    hold exactly that value.
+    """
+    import SimpleITK as sitk
+
+    array = sitk.GetArrayViewFromImage(image)
+    minimum = float(array.min())
+    if minimum >= 0 or np.count_nonzero(array == minimum) < STANDARDISED_BACKGROUND_SHARE * array.size:
+        return image
+    return sitk.ShiftScale(image, -minimum, 1.0)
+
+
 def foreground_mask(arrays: list[np.ndarray], fraction: float) -> np.ndarray:
     """Voxels brighter than ``fraction`` of the robust maximum in any input: largest connected
     component, holes filled.
@@ -233,6 +254,7 @@ def to_model_space(images: dict[str, sitk.Image], spec: PreprocessSpec) -> Model
     model_grid, resampled = _model_grid(oriented_grid, spec.spacing)
     raw: dict[str, np.ndarray] = {}
     for name, image in oriented.items():
+        image = shift_constant_background(image)
         if resampled:
             image = sitk.Resample(image, model_grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
         raw[name] = image_to_array(image)

@@ -52,7 +52,7 @@ def test_two_process_torchrun_trains_identical_replicas(tmp_path):
     rows = list(csv.DictReader(open(run_dir / "stage1" / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [2, 4, 6]  # rank 0 alone logs
     assert float(rows[0]["gan_d"]) == 0.0 and float(rows[-1]["gan_d"]) > 0  # the discriminator trained after warm-up
-    assert (run_dir / "stage1" / "best.ckpt").exists() and (run_dir / "split.json").exists()
+    assert (run_dir / "stage1" / "best.json").exists() and (run_dir / "split.json").exists()
 
 
 @pytest.mark.slow

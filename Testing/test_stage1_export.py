@@ -31,7 +31,7 @@ def test_every_stage1_option_trains_and_exports_a_working_bundle(tmp_path):
                        "--quiet"]) == 0
     header = (run_dir / "stage1" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"l1", "kl", "srb", "afl", "gan_g", "gan_d"} <= set(header)
-    assert (run_dir / "stage1" / "objective.ckpt").exists()
+    assert (run_dir / "stage1" / "objective.json").exists()
 
     card = load_bundle(bundle_dir).card
     autoencoder = card.networks["autoencoder"]

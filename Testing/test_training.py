@@ -37,7 +37,7 @@ def test_tiny_training_run_exports_a_working_bundle(tmp_path, capsys):
     assert train_main(["all", "--config", "phantom-tiny", "--run-dir", str(run_dir), "--output", str(bundle_dir),
                        "--quiet"]) == 0
     for stage in ("stage1", "stage2"):
-        assert (run_dir / stage / "best.ckpt").exists() and (run_dir / stage / "last.ckpt").exists()
+        assert (run_dir / stage / "best.json").exists() and (run_dir / stage / "last.json").exists()
         rows = list(csv.DictReader(open(run_dir / stage / "metrics.csv")))
         assert [int(r["step"]) for r in rows] == [2, 4, 6]
         assert list(run_dir.joinpath(stage).glob("preview_*.png"))

@@ -67,7 +67,7 @@ def test_kind_trains_exports_and_synthesizes_on_both_backends(kind, tiny_fusion,
     loss = [float(r[HELD_OUT_LOSS[kind]]) for r in validation]
     assert loss[-1] < loss[0], loss  # the fixed held-out batch's loss falls with training
     assert [int(r["step"]) for r in _rows(stage / "metrics.csv")] == [2, 4, 6]
-    assert (stage / "best.ckpt").exists() and list(stage.glob("preview_*.png"))
+    assert (stage / "best.json").exists() and list(stage.glob("preview_*.png"))
     assert not (run_dir / "stage1").exists()  # stage 1 came from the bundle
 
     # resume after the last step trains nothing more
@@ -79,7 +79,7 @@ def test_kind_trains_exports_and_synthesizes_on_both_backends(kind, tiny_fusion,
     assert bundle.card.method == f"fsq-{kind}"
     assert bundle.card.networks["onnx"]["parity"]["max_relative_difference"] < 1e-4
     assert bundle.card.validation["translator"]["last"]["val_psnr"] > 0  # whole volumes through the driver
-    assert not list(bundle_dir.rglob("*.ckpt"))
+    assert not list(bundle_dir.rglob("last*")) and not list(bundle_dir.rglob("best*"))
 
     inputs, target = TASKS[kind]
     files = {c: phantom_case / f"{c}.nii.gz" for c in inputs}

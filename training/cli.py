@@ -103,7 +103,7 @@ def _run(args, config: TrainConfig, ctx) -> int:
             if args.command == "stage2":
                 state = run.load_checkpoint("stage1", "best")
                 if state is None:
-                    print(f"mrsynth-train: {run.root} has no stage1/best.ckpt: run `mrsynth-train stage1` first.",
+                    print(f"mrsynth-train: {run.root} has no stage1/best.json: run `mrsynth-train stage1` first.",
                           file=sys.stderr)
                     return 2
                 autoencoder = FSQAutoencoder(config.autoencoder)

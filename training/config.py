@@ -41,6 +41,7 @@ class SourceConfig:
     contrasts: tuple[str, ...] = ()  # keep only these contrasts (default: every contrast found)
     channels: tuple[str, ...] = ()  # nnunet: contrast of channel 0, 1, ... (default: dataset.json)
     register: bool = True  # contrasts on another grid than the case's reference: rigid registration, else resampling
+    per_contrast: bool = False  # stage 1 only: every contrast file is its own case on its own grid (no pairs, no registration)
     # phantom only
     train_cases: int = 16
     val_cases: int = 2
@@ -61,6 +62,8 @@ class SourceConfig:
             raise ValueError(f"weight must be > 0, not {self.weight}")
         if min(self.train_cases, self.val_cases, self.test_cases) < 0:
             raise ValueError("train_cases, val_cases and test_cases must be >= 0")
+        if self.per_contrast and self.kind == "phantom":
+            raise ValueError("per_contrast is for folder and CSV sources (phantom contrasts are generated on one grid)")
         if self.contrasts_per_case < 0 or (self.contrasts_per_case and self.kind != "phantom"):
             raise ValueError(f"contrasts_per_case must be 0 (all contrasts) or, for phantom sources only, a positive "
                              f"number, not {self.contrasts_per_case} for a {self.kind} source")
@@ -152,7 +155,9 @@ class RuntimeConfig:
     """Hardware switches. ``bf16`` and ``gradient_checkpointing`` act on CUDA only (ignored on CPU)."""
 
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
-    bf16: bool = True  # bf16 autocast of the forward pass
+    bf16: bool = True  # bf16 autocast of the forward pass (CUDA; on the CPU only with cpu_bf16)
+    cpu_bf16: bool = False  # also autocast to bf16 on the CPU (fast on CPUs with AVX-512 bf16 / AMX)
+    channels_last: bool = False  # channels-last-3d memory format for stage 1 (measured 1.5x faster with CPU bf16)
     gradient_checkpointing: bool = False  # recompute block activations in backward (less memory, ~30% slower)
     workers: int = 0  # data-loader processes per rank (0 = sample in the training process)
     find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient in a step
@@ -203,7 +208,7 @@ class TrainConfig:
             "seed": self.seed, "threads": self.threads,
             "data": _data_dict(self.data),
             "augmentation": _plain(dataclasses.asdict(self.augmentation)),
-            "runtime": _plain(dataclasses.asdict(self.runtime)),
+            "runtime": _runtime_dict(self.runtime),
             "preprocessing": self.preprocessing.to_dict(),
             "autoencoder": self.autoencoder.to_dict(),
             "translator": self.translator.to_dict(),
@@ -226,12 +231,22 @@ def _plain(value):
     return value
 
 
+def _runtime_dict(runtime: RuntimeConfig) -> dict:
+    """``runtime`` as stored, the CPU speed switches only when set."""
+    out = _plain(dataclasses.asdict(runtime))
+    for key in ("cpu_bf16", "channels_last"):  # only when set: older run folders keep resolving equal
+        if not out[key]:
+            del out[key]
+    return out
+
+
 def _data_dict(data: DataConfig) -> dict:
     """``data`` as stored; a source's ``contrasts_per_case`` only when set (older run folders keep resolving equal)."""
     out = _plain(dataclasses.asdict(data))
     for source in out["sources"]:
-        if not source["contrasts_per_case"]:
-            del source["contrasts_per_case"]
+        for key in ("contrasts_per_case", "per_contrast"):  # only when set: older run folders keep resolving equal
+            if not source[key]:
+                del source[key]
     return out
 
 

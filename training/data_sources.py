@@ -100,6 +100,10 @@ def list_source_cases(source: SourceConfig, seed: int, spacing: tuple[float, flo
         if not images:
             continue
         patient = patient or patient_of(case, pattern)
+        if source.per_contrast:  # one single-contrast case per file, same patient (stays in one split)
+            cases += [SourceCase(source.label, f"{source.label}/{case}-{contrast}", f"{source.label}/{patient}",
+                                 {contrast: path}) for contrast, path in images.items()]
+            continue
         cases.append(SourceCase(source.label, f"{source.label}/{case}", f"{source.label}/{patient}", images, labels))
     return sorted(cases, key=lambda c: c.case_id)
 

@@ -83,11 +83,13 @@ def _held_out(patients: int, fraction: float) -> int:
 
 
 def _listed_patients(cases: list[SourceCase], config: SplitConfig) -> dict[str, str]:
-    """Patient id -> ``val``/``test`` for the explicitly listed cases (bare or ``<source>/<case>`` ids)."""
+    """Patient id -> ``val``/``test`` for the explicitly listed cases (bare or ``<source>/<case>`` ids, or
+    patient ids, which name every per-contrast case of a ``per_contrast`` source)."""
     by_id: dict[str, list[SourceCase]] = {}
     for case in cases:
-        by_id.setdefault(case.case_id, []).append(case)
-        by_id.setdefault(case.case_id.split("/", 1)[1], []).append(case)
+        for name in {case.case_id, case.patient_id}:
+            by_id.setdefault(name, []).append(case)
+            by_id.setdefault(name.split("/", 1)[1], []).append(case)
     held: dict[str, str] = {}
     for split, listed in (("val", config.val_cases), ("test", config.test_cases)):
         for entry in listed:

@@ -100,7 +100,7 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
     for stage in ("stage1", "stage2"):
         state = run.load_checkpoint(stage, "best")
         if state is None:
-            raise SystemExit(f"Run {run.root} has no {stage}/best.ckpt: run `mrsynth-train {stage}` first.")
+            raise SystemExit(f"Run {run.root} has no {stage}/best.json: run `mrsynth-train {stage}` first.")
         states[stage] = state
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))

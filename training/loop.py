@@ -13,7 +13,7 @@ from training.runs import RunFolder
 
 
 def restore(run: RunFolder, stage: str, model, optimizer, schedule, resume: bool) -> tuple[int, float]:
-    """Load ``<stage>/last.ckpt`` into ``model``/``optimizer``/``schedule`` when resuming; returns
+    """Load ``<stage>/last.json`` into ``model``/``optimizer``/``schedule`` when resuming; returns
     ``(first step, best validation score)`` (``(0, -inf)`` for a fresh start)."""
     state = run.load_checkpoint(stage) if resume else None
     if state is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.checkpoint_io import load_state, save_state
 from training.config import TrainConfig
 
 
@@ -31,7 +32,7 @@ def git_revision() -> str:
 
 @dataclass
 class RunFolder:
-    """``<root>/`` with ``config.json``, ``git.txt``, ``<stage>/metrics.csv``, ``<stage>/last.ckpt``, previews."""
+    """``<root>/`` with ``config.json``, ``git.txt``, ``<stage>/metrics.csv``, ``<stage>/last.json`` (+ safetensors), previews."""
 
     root: Path
 
@@ -66,18 +67,17 @@ class RunFolder:
             writer.writerow(row)
 
     def save_checkpoint(self, stage: str, name: str, state: dict) -> Path:
-        """Training-state checkpoint (for resume only; bundles use safetensors)."""
-        path = self.stage_dir(stage) / f"{name}.ckpt"
-        tmp = path.with_suffix(".ckpt.part")
-        torch.save(state, tmp)
-        tmp.replace(path)
-        return path
+        """Training-state checkpoint ``<stage>/<name>.json`` + safetensors (no pickles; :mod:`training.checkpoint_io`)."""
+        return save_state(self.stage_dir(stage), name, state)
 
     def load_checkpoint(self, stage: str, name: str = "last") -> dict | None:
-        path = self.root / stage / f"{name}.ckpt"
-        if not path.exists():
-            return None
-        return torch.load(path, map_location="cpu", weights_only=True)
+        """The state saved under ``name``, or None. Run folders from before the safetensors format
+        (``<name>.ckpt``) are still read, tensors only (``weights_only``)."""
+        state = load_state(self.root / stage, name)
+        legacy = self.root / stage / f"{name}.ckpt"
+        if state is None and legacy.exists():
+            return torch.load(legacy, map_location="cpu", weights_only=True)
+        return state
 
     def save_preview(self, stage: str, step: int, panels: list[np.ndarray]) -> Path:
         """Save a row of 2D panels (each scaled to its own 0.5..99.5 percentiles) as a PNG."""
@@ -96,7 +96,7 @@ class RunFolder:
 
     def checkpoint(self, stage: str, step: int, scores: dict, best: float, model, optimizer, schedule,
                    preview: tuple) -> float:
-        """Log validation ``scores``, keep ``best.ckpt`` (highest ``val_psnr``) and ``last.ckpt`` (full training
+        """Log validation ``scores``, keep ``best.json`` (highest ``val_psnr``) and ``last.json`` (full training
         state), save a preview of ``preview = (truth, output)`` ``(B, 1, z, y, x)`` tensors; returns the new best."""
         self.log(stage, {"step": step, **scores}, table="validation")
         if scores["val_psnr"] > best:
@@ -110,7 +110,7 @@ class RunFolder:
         return best
 
     def load_best(self, stage: str, model):
-        """Load ``best.ckpt`` weights into ``model`` (if any) and return it in eval mode."""
+        """Load ``best.json`` weights into ``model`` (if any) and return it in eval mode."""
         state = self.load_checkpoint(stage, "best")
         if state is not None:
             model.load_state_dict(state["model"])

@@ -4,7 +4,7 @@
         --run-dir runs/mrsynth-default
     mrsynth-train stage2 --config mrsynth-default --run-dir runs/mrsynth-default
 
-Writes ``<run>/stage1/best.ckpt`` with the bundle's autoencoder weights and ``<run>/stage1/origin.json``
+Writes ``<run>/stage1/best.json`` with the bundle's autoencoder weights and ``<run>/stage1/origin.json``
 naming the bundle (name, version, sha256) — the exported card copies it into ``training_data.stage1_origin``.
 The config's ``autoencoder`` section must describe the same architecture as the bundle's card.
 """

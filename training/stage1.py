@@ -62,9 +62,10 @@ def train_stage1(config: TrainConfig, run: RunFolder, train: list[Volume], val: 
     """
     ctx = ctx or DistContext()
     device, runtime, steps = ctx.device, config.runtime, config.stage1.steps
-    bf16 = bf16_enabled(runtime.bf16, device)
+    bf16 = bf16_enabled(runtime.bf16, device, runtime.cpu_bf16)
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = LatentAutoencoder(config.autoencoder).to(device)
+    memory_format = torch.channels_last_3d if runtime.channels_last else torch.contiguous_format
+    model = LatentAutoencoder(config.autoencoder).to(device, memory_format=memory_format)
     objective = Stage1Objective(config).to(device)  # stops with a clear message when SRB is on but its teacher is missing
     if runtime.gradient_checkpointing and device.type == "cuda":
         enable_gradient_checkpointing(model)
@@ -86,7 +87,7 @@ def train_stage1(config: TrainConfig, run: RunFolder, train: list[Volume], val: 
     timer = Timer()
     bar = progress_steps(ctx, start, steps, "stage1 autoencoder", progress)
     for step, batch in zip(bar, batches):
-        images = batch["image"].to(device, non_blocking=True)
+        images = batch["image"].to(device, non_blocking=True, memory_format=memory_format)
         with autocast(bf16, device):
             loss, terms, output = objective(net, images, step)
         recon = output.reconstruction
@@ -127,7 +128,7 @@ def train_stage1(config: TrainConfig, run: RunFolder, train: list[Volume], val: 
 
 
 def record_kl_scale(model: LatentAutoencoder, train: list[Volume], run: RunFolder, max_volumes: int = 4) -> float:
-    """Measure the KL latent's scale factor on whole training volumes, set it in ``model`` and in ``best.ckpt``."""
+    """Measure the KL latent's scale factor on whole training volumes, set it in ``model`` and in ``best.json``."""
     images = [torch.from_numpy(image)[None, None] for volume in train[:max_volumes] for image in volume.images.values()]
     scale = measure_latent_scale(model, images)
     model.bottleneck.set_scale_factor(scale)

@@ -61,7 +61,7 @@ def _bundle_for(name: str, what: str):
 
 
 def frozen_autoencoder(config: TrainConfig, run: RunFolder) -> LatentAutoencoder:
-    """The stage-1 autoencoder, frozen: from ``method.stage1_from`` (a bundle) or the run's ``stage1/best.ckpt``;
+    """The stage-1 autoencoder, frozen: from ``method.stage1_from`` (a bundle) or the run's ``stage1/best.json``;
     its ``config`` is the one a card records (with a KL latent's measured scale).
 
     Raises:
@@ -85,7 +85,7 @@ def frozen_autoencoder(config: TrainConfig, run: RunFolder) -> LatentAutoencoder
 
         checkpoint = run.load_checkpoint("stage1", "best")
         if checkpoint is None:
-            raise ConfigError(f"{run.root} has no stage1/best.ckpt: run `mrsynth-train stage1` first, or set "
+            raise ConfigError(f"{run.root} has no stage1/best.json: run `mrsynth-train stage1` first, or set "
                               f"method.stage1_from to a bundle")
         state = checkpoint["model"]
         theirs = exported_autoencoder_config(config.autoencoder, state)
@@ -96,7 +96,7 @@ def frozen_autoencoder(config: TrainConfig, run: RunFolder) -> LatentAutoencoder
 
 def frozen_fusion(config: TrainConfig, run: RunFolder, train_fusion) -> FusionTranslator:
     """The fusion translator that guides ``ldm``: ``method.fusion_from`` (a bundle), else the run's
-    ``stage2/best.ckpt``, else ``train_fusion()`` (which trains it in this run)."""
+    ``stage2/best.json``, else ``train_fusion()`` (which trains it in this run)."""
     source = config.method.fusion_from
     if source:
         from safetensors.torch import load_file

@@ -4,7 +4,7 @@ A trainer owns its networks and optimisers and implements one step; this loop dr
 random generator (``numpy.random.default_rng([seed, step])``, so a resumed run continues with the
 same draws), logs ``<stage>/metrics.csv``, measures a fixed held-out batch and the validation score
 (``<stage>/validation.csv``, also before the first step), optionally stops at a wall-clock budget, keeps
-``best.ckpt`` (best ``trainer.selection`` score) and ``last.ckpt`` (full state for ``--resume``) and saves
+``best.json`` (best ``trainer.selection`` score) and ``last.json`` (full state for ``--resume``) and saves
 preview PNGs.
 """
 
@@ -24,7 +24,7 @@ class Trainer(Protocol):
     modules: dict[str, torch.nn.Module]  # saved in checkpoints (the first ones also go into the bundle)
     optimizers: dict[str, torch.optim.Optimizer]
     extra: dict[str, float]  # numbers measured at start-up that the bundle needs (saved with the weights)
-    selection: tuple[str, float]  # (validation column, +1 higher is better / -1 lower is better) for best.ckpt
+    selection: tuple[str, float]  # (validation column, +1 higher is better / -1 lower is better) for best.json
 
     def step(self, rng: np.random.Generator) -> dict[str, float]:
         """One optimisation step; returns its loss terms (``loss`` first)."""
@@ -121,5 +121,5 @@ def run_training(trainer: Trainer, optim: OptimConfig, run: RunFolder, stage: st
             break
     final = run.load_checkpoint(stage, "best")
     if final is None:
-        raise RuntimeError(f"{run.root}/{stage} has no best.ckpt after training")
+        raise RuntimeError(f"{run.root}/{stage} has no best.json after training")
     return final

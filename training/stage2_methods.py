@@ -130,7 +130,7 @@ def _train_fusion(config: TrainConfig, run: RunFolder, autoencoder, train, val, 
 
 
 def _no_fusion(run: RunFolder):
-    raise ConfigError(f"{run.root} has no stage2/best.ckpt (the fusion guide of ldm): run `mrsynth-train stage2` first "
+    raise ConfigError(f"{run.root} has no stage2/best.json (the fusion guide of ldm): run `mrsynth-train stage2` first "
                       f"or set method.fusion_from")
 
 
@@ -164,7 +164,7 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
     kind, stage = config.method.kind, config.method.stage
     best = run.load_checkpoint(stage, "best")
     if best is None:
-        raise ConfigError(f"{run.root} has no {stage}/best.ckpt: run `mrsynth-train stage2 --config ...` first")
+        raise ConfigError(f"{run.root} has no {stage}/best.json: run `mrsynth-train stage2 --config ...` first")
     autoencoder = frozen_autoencoder(config, run)
     parts: dict[str, torch.nn.Module] = {"autoencoder": autoencoder}
     networks: dict = {"autoencoder": autoencoder.config.to_dict()}
