@@ -397,19 +397,23 @@ def sharpness_ratio(
     protocol: EvaluationProtocol = EvaluationProtocol(),
 ) -> float:
     """Mean gradient magnitude of ``prediction`` over that of ``reference`` inside the brain, both first
-    normalised by ``protocol`` (own statistics) and zeroed outside the brain as for PSNR/SSIM.
+    normalised by ``protocol`` (own statistics inside the brain) as for PSNR/SSIM.
 
     1 = as sharp as the reference; a blurred prediction scores below 1 (a 2 mm down-and-up resampling of
-    a 1 mm brain scan keeps about 0.8). Central differences along every axis, in voxel units.
+    a 1 mm brain scan keeps about 0.8). Central differences along every axis, in voxel units, averaged
+    over the brain eroded by one voxel (the brain's own edge is not counted).
     """
+    from scipy.ndimage import binary_erosion
+
     reference, prediction = _pair(reference, prediction)
     brain, _ = _brain(reference, brain_mask, protocol)
+    inner = binary_erosion(brain)
+    inner = inner if inner.any() else brain
 
     def mean_gradient(volume: np.ndarray) -> float:
         normalised = normalise(volume, brain, protocol)
-        normalised[~brain] = 0.0
         squared = sum(g * g for g in np.gradient(normalised))
-        return float(np.sqrt(squared)[brain].mean())
+        return float(np.sqrt(squared)[inner].mean())
 
     denominator = mean_gradient(reference)
     return mean_gradient(prediction) / denominator if denominator > 0 else float("nan")

@@ -181,6 +181,7 @@ class OptimConfig:
     ssim_weight: float = 0.2
     latent_weight: float = 1.0
     corrupt_probability: float = 0.0  # stage 2: chance that one of >=2 inputs is replaced by noise (teaches the gates)
+    grad_clip: float = 0.0  # > 0: clip the gradient norm to this (stage 1); 0 = off
 
 
 @dataclass(frozen=True)
@@ -212,9 +213,9 @@ class TrainConfig:
             "preprocessing": self.preprocessing.to_dict(),
             "autoencoder": self.autoencoder.to_dict(),
             "translator": self.translator.to_dict(),
-            "stage1": _plain(dataclasses.asdict(self.stage1)),
+            "stage1": _optim_dict(self.stage1),
             "stage1_loss": _plain(dataclasses.asdict(self.stage1_loss)),
-            "stage2": _plain(dataclasses.asdict(self.stage2)),
+            "stage2": _optim_dict(self.stage2),
             # absent by default, so run folders of fusion configs keep resolving equal
             **({"method": _method_dict(self.method)} if self.method != MethodConfig() else {}),
         }
@@ -229,6 +230,14 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _optim_dict(optim: OptimConfig) -> dict:
+    """A stage's optimiser section as stored; ``grad_clip`` only when set (older run folders keep resolving equal)."""
+    out = _plain(dataclasses.asdict(optim))
+    if not out["grad_clip"]:
+        del out["grad_clip"]
+    return out
 
 
 def _runtime_dict(runtime: RuntimeConfig) -> dict:

@@ -12,7 +12,10 @@ from MRSynthLib.networks.filters import gaussian_blur, gradient_magnitude
 
 class ImageLoss(torch.nn.Module):
     """``l1_weight * L1 + ssim_weight * (1 - SSIM)`` on ``(B, 1, *S)`` images in normalised units
-    (SSIM with a 7-voxel window in ``spatial_dims`` dimensions)."""
+    (SSIM with a 7-voxel window in ``spatial_dims`` dimensions).
+
+    Always computed in float32, also inside bf16 autocast: SSIM's variances (E[x²] - E[x]²) cancel
+    catastrophically in bf16's 8-bit mantissa (a bf16 SSIM loss moves in steps of 1/128)."""
 
     def __init__(self, spatial_dims: int, ssim_weight: float, data_range: float = 1.5, l1_weight: float = 1.0) -> None:
         super().__init__()
@@ -22,6 +25,10 @@ class ImageLoss(torch.nn.Module):
         self.ssim = SSIMLoss(spatial_dims=spatial_dims, data_range=data_range, win_size=7) if ssim_weight > 0 else None
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.autocast(device_type=prediction.device.type, enabled=False):
+            return self._float32(prediction.float(), target.float())
+
+    def _float32(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         l1 = F.l1_loss(prediction, target)
         terms = {"l1": l1.item()}
         loss = self.l1_weight * l1

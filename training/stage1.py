@@ -91,8 +91,14 @@ def train_stage1(config: TrainConfig, run: RunFolder, train: list[Volume], val: 
         with autocast(bf16, device):
             loss, terms, output = objective(net, images, step)
         recon = output.reconstruction
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"stage 1 loss is {loss.item()} at step {step + 1}: lower stage1.lr, set stage1.grad_clip (e.g. 1.0), "
+                f"or resume from the last checkpoint with --resume")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.stage1.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, config.stage1.grad_clip)
         optimizer.step()
         schedule.step()
         with autocast(bf16, device):
