@@ -151,3 +151,21 @@ def test_stage1_eval_scores_the_held_out_volumes_of_a_run(tmp_path):
     assert eval_main(["--config", str(config_path), "--run-dir", str(run_dir), "--json", str(out)]) == 2
     assert not out.exists()
     assert dataclasses.is_dataclass(load_config(str(config_path)).runtime)
+
+
+@pytest.mark.slow
+def test_heldout_montage_reports_scores_sharpness_and_uncertainty_correlation(tmp_path, capsys):
+    from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
+    from benchmarks.heldout_montage import main, spearman
+
+    assert spearman(np.arange(10.0), np.arange(10.0) ** 3) == pytest.approx(1.0)
+    cases = tmp_path / "cases"
+    write_phantom_case(generate_phantom(PhantomConfig(size=(24, 28, 24), spacing=(8.0, 8.0, 8.0), seed=7)), cases / "p7")
+    out = tmp_path / "m.json"
+    assert main(["--model", "mrsynth-phantom-fsq", "--cases", str(cases), "--cases-only", "p7", "--tasks", "t2<-t1",
+                 "--samples", "2", "--montage", str(tmp_path / "m.png"), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 1 and rows[0]["target"] == "t2" and rows[0]["psnr"] > 0 and rows[0]["sharpness"] > 0
+    assert -1 <= rows[0]["spearman_sigma_error"] <= 1 and (tmp_path / "m.png").stat().st_size > 0
+    assert main(["--model", "mrsynth-phantom-fsq", "--cases", str(cases), "--cases-only", "nope"]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _run(args, config, ctx)
-    except (ConfigError, MRSynthError) as error:  # a bad config, dataset folder or image file: one sentence
+    except (ConfigError, MRSynthError, FloatingPointError) as error:  # a bad config, dataset folder or image file, a diverged loss: one sentence
         print(f"mrsynth-train: {error}", file=sys.stderr)
         return 2
     finally:

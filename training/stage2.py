@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from MRSynthLib.metrics import psnr
 from MRSynthLib.networks.autoencoder import FSQAutoencoder
 from MRSynthLib.networks.fusion import FusionTranslator
+from training.acceleration import autocast, bf16_enabled
 from training.config import TrainConfig
 from training.data import Volume, random_patch_slices
 from training.losses import ImageLoss
@@ -143,12 +144,14 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
     timer = Timer()
     bar = tqdm(range(start, config.stage2.steps), desc="stage2 translator", disable=not progress, initial=start,
                total=config.stage2.steps)
+    bf16 = bf16_enabled(config.runtime.bf16, torch.device("cpu"), config.runtime.cpu_bf16)
     for step in bar:
         latents, available, target, target_codes, target_images = sample_batch(train, train_latents, config, rng, slots, noise_latents)
-        prediction, _ = translator(latents, available, target)
-        latent_l1 = F.l1_loss(prediction, target_codes)
-        decoded = autoencoder.decode(prediction)
-        img_loss, terms = image_loss(decoded, target_images)
+        with autocast(bf16, torch.device("cpu")):
+            prediction, _ = translator(latents, available, target)
+            decoded = autoencoder.decode(prediction)
+        latent_l1 = F.l1_loss(prediction.float(), target_codes)
+        img_loss, terms = image_loss(decoded, target_images)  # float32 inside (training.losses.ImageLoss)
         loss = config.stage2.latent_weight * latent_l1 + img_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
