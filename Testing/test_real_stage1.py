@@ -143,9 +143,15 @@ def test_stage1_eval_scores_the_held_out_volumes_of_a_run(tmp_path):
     config_path.write_text(yaml.safe_dump(base))
     config_from_dict(base)  # valid
     run_dir = tmp_path / "run"
-    assert train_main(["stage1", "--config", str(config_path), "--run-dir", str(run_dir), "--quiet"]) == 0
+    # both stages and the export under CPU bf16 autocast + channels-last (losses in float32)
+    assert train_main(["all", "--config", str(config_path), "--run-dir", str(run_dir), "--output",
+                       str(tmp_path / "bundle"), "--quiet"]) == 0
     state = json.loads((run_dir / "stage1" / "last.json").read_text())
     assert state["format"] == "mrsynth-training-state/1"
+    for stage in ("stage1", "stage2"):
+        rows = (run_dir / stage / "metrics.csv").read_text().splitlines()[1:]
+        assert rows and all("nan" not in row for row in rows)
+    assert (tmp_path / "bundle" / "bundle.json").exists()
     out = tmp_path / "heldout.json"
     # phantom cases are excluded (the report is for real volumes): a phantom-only run has nothing to score
     assert eval_main(["--config", str(config_path), "--run-dir", str(run_dir), "--json", str(out)]) == 2

@@ -152,7 +152,7 @@ class AugmentationConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Hardware switches. ``bf16`` and ``gradient_checkpointing`` act on CUDA only (ignored on CPU)."""
+    """Hardware switches. ``bf16`` and ``gradient_checkpointing`` act on CUDA (bf16 on the CPU too with ``cpu_bf16``)."""
 
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
     bf16: bool = True  # bf16 autocast of the forward pass (CUDA; on the CPU only with cpu_bf16)

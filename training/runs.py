@@ -104,7 +104,7 @@ class RunFolder:
             self.save_checkpoint(stage, "best", {"model": model.state_dict(), "step": step, "val_psnr": best})
         truth, output = preview
         mid = truth.shape[2] // 2
-        self.save_preview(stage, step, [truth[0, 0, mid].numpy(), output[0, 0, mid].detach().numpy()])
+        self.save_preview(stage, step, [truth[0, 0, mid].float().numpy(), output[0, 0, mid].detach().float().numpy()])
         self.save_checkpoint(stage, "last", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                              "schedule": schedule.state_dict(), "step": step, "best": best})
         return best

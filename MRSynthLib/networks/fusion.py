@@ -110,7 +110,7 @@ class FusionTranslator(nn.Module):
         target_onehot = F.one_hot(target, m).to(latents.dtype)
         hidden, active_weights = self.fuse_active(latents[:, active], slot_codes, target_onehot, available[:, active])
         weights = latents.new_zeros((b, m) + tuple(latents.shape[3:]))
-        weights[:, active] = active_weights
+        weights[:, active] = active_weights.to(weights.dtype)  # bf16 under autocast
         return hidden, weights
 
     def head_from(self, hidden: torch.Tensor, channel_scale: torch.Tensor | None = None) -> torch.Tensor:
