@@ -133,9 +133,10 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
             },
             validation={
                 "protocol": (
-                    "held-out phantom volumes (seeds disjoint from training), model space, brain mask, "
-                    "normalised units clipped to [0, 1], PSNR with data range 1; translator: every target from "
-                    "all other contrasts"
+                    "the validation cases of the run's split (phantoms: seeds disjoint from training; real cases: "
+                    "never trained on; for a stage 1 taken from another run, that run's validation cases, see "
+                    "training_data.stage1_origin), whole volumes in model space, brain mask, normalised units "
+                    "clipped to [0, 1], PSNR with data range 1; translator: every target from all other contrasts"
                 ),
                 "autoencoder_reconstruction": stage1_val,
                 "translator": stage2_val,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def seed_stage1_from_run(source_dir: str | Path, config_name: str, run_dir: str 
                       "step": int(state.get("step") or 0), "weights_sha256": digest},
               "note": "stage 1 (autoencoder) taken unchanged from this run's best checkpoint; only stage 2 trained here"}
     (run.stage_dir("stage1") / "origin.json").write_text(json.dumps(origin, indent=2), encoding="utf-8")
+    for log in ("metrics.csv", "validation.csv"):  # the training log travels with the weights (bundle card, docs)
+        if (source.root / "stage1" / log).exists():
+            shutil.copyfile(source.root / "stage1" / log, run.stage_dir("stage1") / log)
     return path
 
 
