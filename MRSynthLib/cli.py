@@ -152,7 +152,7 @@ def cmd_synthesize(args) -> int:
 
 def cmd_models(args) -> int:
     from MRSynthLib.bundle import load_bundle
-    from MRSynthLib.registry import DEFAULT_MODEL, list_models
+    from MRSynthLib.registry import default_model_name, list_models
 
     rows = []
     for entry in list_models():
@@ -160,7 +160,7 @@ def cmd_models(args) -> int:
             card = load_bundle(entry.path, verify=False).card
             rows.append({"name": entry.name, "version": card.version, "method": card.method, "source": entry.source,
                          "inputs": list(card.input_contrasts), "outputs": list(card.output_contrasts),
-                         "default": entry.name == DEFAULT_MODEL, "path": str(entry.path)})
+                         "default": entry.name == default_model_name(), "path": str(entry.path)})
         except MRSynthError as error:
             rows.append({"name": entry.name, "source": entry.source, "error": str(error), "path": str(entry.path)})
     if args.json:

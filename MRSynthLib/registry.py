@@ -11,6 +11,13 @@ from MRSynthLib.bundle import CARD_NAME, Bundle, load_bundle
 from MRSynthLib.errors import BundleError
 
 DEFAULT_MODEL = "mrsynth-phantom-fsq"
+DEFAULT_MODEL_VARIABLE = "MRSYNTH_DEFAULT_MODEL"
+"""Environment variable naming the bundle (registry name or folder) used when no model is given."""
+
+
+def default_model_name() -> str:
+    """``$MRSYNTH_DEFAULT_MODEL`` when set (a site's own default), else the shipped :data:`DEFAULT_MODEL`."""
+    return os.environ.get(DEFAULT_MODEL_VARIABLE, "").strip() or DEFAULT_MODEL
 
 
 def builtin_models_dir() -> Path:
@@ -47,12 +54,12 @@ def list_models() -> list[RegistryEntry]:
 
 
 def resolve_model(name_or_path: str | os.PathLike | None = None) -> Bundle:
-    """Load a bundle by registry name or folder path (``None`` → the default model).
+    """Load a bundle by registry name or folder path (``None`` → :func:`default_model_name`).
 
     Raises:
         BundleError: when nothing by that name or path exists, or the bundle fails verification.
     """
-    name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
+    name = str(name_or_path) if name_or_path is not None else default_model_name()
     for entry in list_models():
         if entry.name == name:
             return load_bundle(entry.path)

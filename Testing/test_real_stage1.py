@@ -175,3 +175,16 @@ def test_heldout_montage_reports_scores_sharpness_and_uncertainty_correlation(tm
     assert -1 <= rows[0]["spearman_sigma_error"] <= 1 and (tmp_path / "m.png").stat().st_size > 0
     assert main(["--model", "mrsynth-phantom-fsq", "--cases", str(cases), "--cases-only", "nope"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_site_can_name_its_default_model(monkeypatch, tmp_path):
+    from MRSynthLib.errors import BundleError
+    from MRSynthLib.registry import DEFAULT_MODEL, default_model_name, resolve_model
+
+    monkeypatch.delenv("MRSYNTH_DEFAULT_MODEL", raising=False)
+    assert default_model_name() == DEFAULT_MODEL
+    monkeypatch.setenv("MRSYNTH_DEFAULT_MODEL", "mrsynth-phantom-fsq")
+    assert resolve_model(None).card.name == "mrsynth-phantom-fsq"
+    monkeypatch.setenv("MRSYNTH_DEFAULT_MODEL", str(tmp_path / "missing"))
+    with pytest.raises(BundleError, match="neither an installed bundle nor a folder"):
+        resolve_model(None)

@@ -58,7 +58,7 @@ def model_info(path: str | os.PathLike, name: str | None = None, source: str = "
 
 def installed_models() -> list[ModelInfo]:
     """Built-in and user bundles (``MRSynthLib.registry``), the default first."""
-    from MRSynthLib.registry import DEFAULT_MODEL, list_models
+    from MRSynthLib.registry import default_model_name, list_models
 
-    infos = [model_info(entry.path, entry.name, entry.source, entry.name == DEFAULT_MODEL) for entry in list_models()]
+    infos = [model_info(entry.path, entry.name, entry.source, entry.name == default_model_name()) for entry in list_models()]
     return sorted(infos, key=lambda info: (not info.default, info.name))
