@@ -118,8 +118,9 @@ class LeaveOneOutRegression:
             self._volumes, self._split = data.train, data.split
         return self._volumes
 
-    def bundle_for(self, case: str, tasks: list[Task]) -> Path:
-        """Train the tasks without ``case`` and export them; returns the bundle folder."""
+    def bundle_for(self, case: str, tasks: list[Task]) -> Path | None:
+        """Train the tasks without ``case`` and export them; returns the bundle folder, or None when the other
+        cases support none of the tasks (too few cases have the target: ``regression.min_cases``)."""
         from training.data import training_data_record
         from training.regression import collect_samples, export_regression_bundle, fit_regressors
         from training.regression_config import RegressionTask
@@ -133,6 +134,8 @@ class LeaveOneOutRegression:
         samples = collect_samples(training, self.config, self._samples)
         fitted = fit_regressors(samples, self.config, [RegressionTask(t.target, t.inputs) for t in tasks],
                                 log=lambda message: self.log(f"  [{case}] {message}"))
+        if not fitted:  # e.g. the only real case with the target is the held-out one
+            return None
         record = training_data_record(self.config, self._split)
         record.update(train_cases=len(training), held_out=sorted(held_out),
                       cases=[v.case_id for v in training])
@@ -225,12 +228,13 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
         for model in models:
             if model == REGRESSION:
                 started = time.perf_counter()
-                bundle = folds.bundle_for(case.case_id, case_tasks)
+                fold = folds.bundle_for(case.case_id, case_tasks)
                 log(f"{case.case_id}: regression fold trained in {time.perf_counter() - started:.0f} s")
+                bundle = resolve_model(fold) if fold is not None else None
             else:
                 bundle = bundles[model]
             for task in case_tasks:
-                if model != REGRESSION and not supports(bundles[model], task):
+                if bundle is None or not supports(bundle, task):
                     skipped.append({"model": model, "case": case.case_id, "task": task.label})
                     log(f"{case.case_id} {task.label} {model}: not supported by the model, skipped")
                     continue
