@@ -232,30 +232,30 @@ def _plain(value):
     return value
 
 
-def _optim_dict(optim: OptimConfig) -> dict:
-    """A stage's optimiser section as stored; ``grad_clip`` only when set (older run folders keep resolving equal)."""
-    out = _plain(dataclasses.asdict(optim))
-    if not out["grad_clip"]:
-        del out["grad_clip"]
-    return out
-
-
-def _runtime_dict(runtime: RuntimeConfig) -> dict:
-    """``runtime`` as stored, the CPU speed switches only when set."""
-    out = _plain(dataclasses.asdict(runtime))
-    for key in ("cpu_bf16", "channels_last"):  # only when set: older run folders keep resolving equal
+def _without_unset(out: dict, keys: tuple[str, ...]) -> dict:
+    """``out`` without those of ``keys`` that are unset (falsy): keys added after run folders existed are stored
+    only when used, so older run folders keep resolving equal."""
+    for key in keys:
         if not out[key]:
             del out[key]
     return out
+
+
+def _optim_dict(optim: OptimConfig) -> dict:
+    """A stage's optimiser section as stored (``grad_clip`` only when set)."""
+    return _without_unset(_plain(dataclasses.asdict(optim)), ("grad_clip",))
+
+
+def _runtime_dict(runtime: RuntimeConfig) -> dict:
+    """``runtime`` as stored (the CPU speed switches only when set)."""
+    return _without_unset(_plain(dataclasses.asdict(runtime)), ("cpu_bf16", "channels_last"))
 
 
 def _data_dict(data: DataConfig) -> dict:
     """``data`` as stored; a source's ``contrasts_per_case`` only when set (older run folders keep resolving equal)."""
     out = _plain(dataclasses.asdict(data))
     for source in out["sources"]:
-        for key in ("contrasts_per_case", "per_contrast"):  # only when set: older run folders keep resolving equal
-            if not source[key]:
-                del source[key]
+        _without_unset(source, ("contrasts_per_case", "per_contrast"))
     return out
 
 

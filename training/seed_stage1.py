@@ -8,7 +8,7 @@
 
 Writes ``<run>/stage1/best.json`` with the bundle's (or the other run's best) autoencoder weights and
 ``<run>/stage1/origin.json`` naming where they came from (bundle name, version, sha256; or the run folder,
-its config name, git revision, step and the sha256 of the weights) — the exported card copies it into
+its config name, git revision, step and the sha256 of its tensor file) — the exported card copies it into
 ``training_data.stage1_origin``. The config's ``autoencoder`` section must describe the same architecture.
 """
 
@@ -50,8 +50,6 @@ def seed_stage1(bundle_dir: str | Path, config_name: str, run_dir: str | Path) -
 
 def seed_stage1_from_run(source_dir: str | Path, config_name: str, run_dir: str | Path) -> Path:
     """Copy ``source_dir``'s best stage-1 checkpoint into the run; returns the checkpoint path."""
-    import hashlib
-
     from MRSynthLib.networks.autoencoder import AutoencoderConfig, LatentAutoencoder
     from training.runs import RunFolder
 
@@ -72,8 +70,8 @@ def seed_stage1_from_run(source_dir: str | Path, config_name: str, run_dir: str 
     run.prepare(config)
     path = run.save_checkpoint("stage1", "best", {"model": model.state_dict(), "step": int(state.get("step") or 0),
                                                   "val_psnr": float(state.get("val_psnr", float("nan")))})
-    digest = hashlib.sha256(b"".join(t.detach().contiguous().numpy().tobytes()
-                                     for t in model.state_dict().values())).hexdigest()
+    record = source.root / "stage1" / "best.json"  # absent in run folders of the older .ckpt format
+    digest = json.loads(record.read_text(encoding="utf-8"))["sha256"] if record.exists() else None  # checked on load
     revision = (source.root / "git.txt").read_text().strip() if (source.root / "git.txt").exists() else "unknown"
     origin = {"run": {"folder": str(source.root), "config": source_config.get("name"), "git": revision,
                       "step": int(state.get("step") or 0), "weights_sha256": digest},

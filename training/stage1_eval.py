@@ -77,13 +77,14 @@ def per_contrast(rows: list[dict]) -> dict[str, dict[str, float]]:
             for c, g in groups.items()}
 
 
-def load_autoencoder(config: TrainConfig, run: RunFolder, checkpoint: str = "best") -> LatentAutoencoder:
+def load_autoencoder(config: TrainConfig, run: RunFolder, checkpoint: str = "best") -> tuple[LatentAutoencoder, int]:
+    """The run's stage-1 autoencoder from ``checkpoint`` (eval mode) and the step it was saved at."""
     state = run.load_checkpoint("stage1", checkpoint)
     if state is None:
         raise SystemExit(f"{run.root} has no stage1/{checkpoint}.json: train stage 1 first.")
     model = LatentAutoencoder(config.autoencoder)
     model.load_state_dict(state["model"])
-    return model.eval()
+    return model.eval(), int(state.get("step") or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config)
     run = RunFolder(args.run_dir)
-    model = load_autoencoder(config, run, args.checkpoint)
-    state = run.load_checkpoint("stage1", args.checkpoint)
+    model, step = load_autoencoder(config, run, args.checkpoint)
     rows = heldout_rows(config, run, model, args.bf16)
     if not rows:
         print("stage1_eval: the run's split holds no real validation or test volume", file=sys.stderr)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
               f"  ({mean['volumes']} volumes)")
     if args.json:
         record = {"config": config.name, "run": str(run.root), "checkpoint": args.checkpoint,
-                  "step": int(state.get("step") or 0), "rows": rows, "means": means}
+                  "step": step, "rows": rows, "means": means}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return 0
