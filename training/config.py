@@ -182,6 +182,8 @@ class OptimConfig:
     latent_weight: float = 1.0
     corrupt_probability: float = 0.0  # stage 2: chance that one of >=2 inputs is replaced by noise (teaches the gates)
     grad_clip: float = 0.0  # > 0: clip the gradient norm to this (stage 1); 0 = off
+    decode_size: tuple[int, ...] = ()  # stage 2: decode only this central part of the patch for the image loss
+    # (the translator still sees the whole patch as context); () = decode the whole patch
 
 
 @dataclass(frozen=True)
@@ -242,8 +244,8 @@ def _without_unset(out: dict, keys: tuple[str, ...]) -> dict:
 
 
 def _optim_dict(optim: OptimConfig) -> dict:
-    """A stage's optimiser section as stored (``grad_clip`` only when set)."""
-    return _without_unset(_plain(dataclasses.asdict(optim)), ("grad_clip",))
+    """A stage's optimiser section as stored (``grad_clip`` and ``decode_size`` only when set)."""
+    return _without_unset(_plain(dataclasses.asdict(optim)), ("grad_clip", "decode_size"))
 
 
 def _runtime_dict(runtime: RuntimeConfig) -> dict:

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from MRSynthLib.metrics import psnr
 from MRSynthLib.networks.autoencoder import FSQAutoencoder
-from MRSynthLib.networks.fusion import FusionTranslator
+from MRSynthLib.networks.fusion import FusionTranslator, pad_to_multiple
 from training.acceleration import autocast, bf16_enabled
-from training.config import TrainConfig
+from training.config import ConfigError, TrainConfig
 from training.data import Volume, random_patch_slices
 from training.losses import ImageLoss
 from training.runs import RunFolder, Timer
@@ -63,12 +63,36 @@ def random_subset(rng: np.random.Generator, present: list[int]) -> tuple[int, li
     return target, chosen
 
 
+def decode_window(config: TrainConfig) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Latent and image index (spatial axes) of the central ``stage2.decode_size`` part of a ``patch_size`` patch.
+
+    Raises:
+        ConfigError: when the sizes do not fit the autoencoder's downsampling or the translator's latent multiple.
+    """
+    ds = config.autoencoder.downsampling
+    patch = tuple(config.stage2.patch_size)
+    decode = tuple(config.stage2.decode_size) or patch
+    multiple = ds * config.translator.latent_multiple
+    if any(n % multiple for n in patch):
+        raise ConfigError(f"stage2.patch_size {list(patch)} must be multiples of {multiple} (autoencoder downsampling "
+                         f"{ds} x translator latent multiple {config.translator.latent_multiple}); change patch_size.")
+    if len(decode) != len(patch) or any(d % ds or not 0 < d <= n for d, n in zip(decode, patch)):
+        raise ConfigError(f"stage2.decode_size {list(decode)} must be {len(patch)} multiples of {ds} no larger than "
+                         f"patch_size {list(patch)}; change decode_size (or leave it out to decode the whole patch).")
+    offsets = [(n // ds - d // ds) // 2 for d, n in zip(decode, patch)]
+    latent = tuple(slice(o, o + d // ds) for o, d in zip(offsets, decode))
+    image = tuple(slice(o * ds, o * ds + d) for o, d in zip(offsets, decode))
+    return latent, image
+
+
 def sample_batch(volumes, latents, config: TrainConfig, rng, slots, noise_latents=None):
-    """Latent patches ``(B, M, L, *s)``, availability ``(B, M)``, targets ``(B,)``, target codes and image patches.
+    """Latent patches ``(B, M, L, *s)``, availability ``(B, M)``, targets ``(B,)``, target codes ``(B, L, *s)`` and
+    image patches ``(B, 1, *d)`` (the central ``stage2.decode_size`` part of the patch).
 
     With ``noise_latents`` and ``config.stage2.corrupt_probability`` > 0, one of two or more inputs is
     replaced by the codes of a noise volume with that probability."""
     ds = config.autoencoder.downsampling
+    _, image_crop = decode_window(config)
     out_latents, out_available, out_target, out_codes, out_images = [], [], [], [], []
     for _ in range(config.stage2.batch_size):
         index = int(rng.integers(0, len(volumes)))
@@ -89,7 +113,8 @@ def sample_batch(volumes, latents, config: TrainConfig, rng, slots, noise_latent
         out_available.append(available)
         out_target.append(target)
         out_codes.append(codes[target][(slice(None),) + lwindow])
-        out_images.append(torch.from_numpy(np.ascontiguousarray(volume.images[slots[target]][window]))[None])
+        image = volume.images[slots[target]][window][image_crop]
+        out_images.append(torch.from_numpy(np.ascontiguousarray(image))[None])
     return (torch.stack(out_latents), torch.stack(out_available), torch.tensor(out_target),
             torch.stack(out_codes), torch.stack(out_images))
 
@@ -106,8 +131,10 @@ def validate(autoencoder, translator, volumes, latents, slots) -> dict[str, floa
             available[0, [i for i in present if i != target]] = 1.0
             z = codes[None].clone()
             z[0, available[0] == 0] = 0.0
-            prediction, _ = translator(z, available, torch.tensor([target]))
-            image = autoencoder.decode(prediction)[0, 0].numpy()
+            padded, crop = pad_to_multiple(z.flatten(1, 2), translator.config.latent_multiple)
+            prediction, _ = translator(padded.view(1, z.shape[1], z.shape[2], *padded.shape[2:]), available,
+                                       torch.tensor([target]))
+            image = autoencoder.decode(prediction[crop])[0, 0].float().numpy()
             truth = volume.images[slots[target]]
             value = psnr(np.clip(truth, 0, 1), np.clip(image, 0, 1), mask=volume.mask, data_range=1.0)
             scores.setdefault(slots[target], []).append(value)
@@ -126,6 +153,7 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
     rng = np.random.default_rng(config.seed + 1)
     autoencoder.eval().requires_grad_(False)
     slots = config.translator.contrasts
+    latent_crop, _ = decode_window(config)  # checks the sizes before the slow encoding
     train_latents = encode_volumes(autoencoder, train, slots)
     val_latents = encode_volumes(autoencoder, val, slots)
     noise_latents = encode_noise(autoencoder, train, config.seed + 2) if config.stage2.corrupt_probability > 0 else None
@@ -149,7 +177,7 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
         latents, available, target, target_codes, target_images = sample_batch(train, train_latents, config, rng, slots, noise_latents)
         with autocast(bf16, torch.device("cpu")):
             prediction, _ = translator(latents, available, target)
-            decoded = autoencoder.decode(prediction)
+            decoded = autoencoder.decode(prediction[(slice(None), slice(None)) + latent_crop])
         latent_l1 = F.l1_loss(prediction.float(), target_codes)
         img_loss, terms = image_loss(decoded, target_images)  # float32 inside (training.losses.ImageLoss)
         loss = config.stage2.latent_weight * latent_l1 + img_loss

@@ -28,6 +28,76 @@ class FusionConfig(ContrastSlotsDict):
     hidden: int = 64
     num_blocks: int = 2
     dropout: float = 0.1
+    body_levels: int = 0
+    """2x downsamplings of the body (0: ``num_blocks`` residual units at the latent grid; L > 0: a residual
+    U-Net whose coarsest level sees 2**L times the latent spacing, ``num_blocks`` units there; latent grids
+    must then be divisible by 2**L, see :attr:`latent_multiple`)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.body_levels <= 4:
+            raise ValueError(f"translator body_levels must be 0..4, not {self.body_levels}")
+
+    @property
+    def latent_multiple(self) -> int:
+        """Every latent axis must be a multiple of this (``2 ** body_levels``)."""
+        return 2 ** self.body_levels
+
+    def to_dict(self) -> dict:
+        """Card fields; ``body_levels`` only when set (cards of the single-scale body stay unchanged)."""
+        out = super().to_dict()
+        if self.body_levels == 0:
+            out.pop("body_levels")
+        return out
+
+
+def pad_to_multiple(tensor: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Zero-pad the spatial axes of ``(B, C, *s)`` at their ends to multiples of ``multiple``.
+
+    Returns the padded tensor and the index that crops a ``(B, C', *padded)`` result back to ``s``."""
+    spatial = tensor.shape[2:]
+    extra = [(-n) % multiple for n in spatial]
+    crop = (slice(None), slice(None)) + tuple(slice(0, n) for n in spatial)
+    if not any(extra):
+        return tensor, crop
+    pads: list[int] = []
+    for amount in reversed(extra):
+        pads += [0, amount]
+    return F.pad(tensor, pads), crop
+
+
+class MultiScaleBody(nn.Module):
+    """Residual U-Net on fused features: ``(B, H, *s)`` → ``(B, H, *s)``, every axis of ``s`` divisible by 2**levels.
+
+    Level 0 has ``H`` channels, every coarser level ``2 H`` (wider coarse levels multiply the parameters, and the
+    bundle must stay small); down by strided residual units, up by nearest-neighbour upsampling and a 3-voxel
+    convolution (no transposed-convolution checkerboard), skips added.
+    """
+
+    def __init__(self, spatial_dims: int, hidden: int, levels: int, num_blocks: int) -> None:
+        super().__init__()
+        d = spatial_dims
+        channels = [hidden] + [2 * hidden] * levels
+        self.down = nn.ModuleList(
+            ResidualUnit(d, channels[i], channels[i + 1], strides=2, subunits=2, act=ACTIVATION, norm=None)
+            for i in range(levels))
+        self.bottom = nn.Sequential(*[ResidualUnit(d, channels[-1], channels[-1], subunits=2, act=ACTIVATION, norm=None)
+                                      for _ in range(num_blocks)])
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                          Convolution(d, channels[i + 1], channels[i], kernel_size=3, act=ACTIVATION, norm=None))
+            for i in reversed(range(levels)))
+        self.merge = nn.ModuleList(ResidualUnit(d, channels[i], channels[i], subunits=1, act=ACTIVATION, norm=None)
+                                   for i in reversed(range(levels)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for down in self.down:
+            skips.append(x)
+            x = down(x)
+        x = self.bottom(x)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
+            x = merge(up(x) + skip)
+        return x
 
 
 class FusionTranslator(nn.Module):
@@ -55,10 +125,11 @@ class FusionTranslator(nn.Module):
             Convolution(d, h, h // 2, kernel_size=3, act=ACTIVATION, norm=None),
             Convolution(d, h // 2, 1, kernel_size=1, conv_only=True),
         )
-        blocks: list[nn.Module] = []
-        for _ in range(config.num_blocks):
-            blocks.append(ResidualUnit(d, h, h, subunits=2, act=ACTIVATION, norm=None))
-        self.body = nn.Sequential(*blocks)
+        if config.body_levels > 0:
+            self.body: nn.Module = MultiScaleBody(d, h, config.body_levels, config.num_blocks)
+        else:
+            self.body = nn.Sequential(*[ResidualUnit(d, h, h, subunits=2, act=ACTIVATION, norm=None)
+                                        for _ in range(config.num_blocks)])
         self.dropout = nn.Dropout3d(config.dropout) if d == 3 else nn.Dropout2d(config.dropout)
         self.head = Convolution(d, h, config.latent_channels, kernel_size=1, conv_only=True)
 
