@@ -31,6 +31,8 @@ class Engine(Protocol):
     """The four graphs of an ``fsq-fusion`` bundle, on numpy float32 arrays.
 
     Batch dimension ``B`` first everywhere; ``M`` slots, ``K`` given slots, ``H`` hidden channels.
+    An engine may set ``latent_multiple`` (default 1): latent grids must then be divisible by it (a translator with a
+    multi-scale body); :func:`predict` pads and crops.
     """
 
     backend: str
@@ -203,16 +205,53 @@ def predict(
             when the bundle card has screening settings; costs one decoder pass per input.
         progress: optional ``progress(stage, fraction)``.
     """
+    ds = engine.downsampling
+    shape = tuple(next(iter(arrays.values())).shape)
+    if any(n % ds for n in shape):
+        raise MRSynthError(f"Model-space shape {shape} is not divisible by the network's downsampling {ds}: re-export the bundle "
+                           f"with preprocessing.size_multiple a multiple of {ds}.")
+    multiple = ds * int(getattr(engine, "latent_multiple", 1))
+    padded = tuple(-(-n // multiple) * multiple for n in shape)
+    options = dict(samples=samples, seed=seed, window=window, overlap=overlap, sample_batch=sample_batch,
+                   contributions=contributions, screen=screen, progress=progress)
+    if padded == shape:
+        return _predict_grid(engine, arrays, target, multiple, **options)
+    # a multi-scale translator body needs latent grids divisible by its multiple: zero-pad (model-space background)
+    widths = [(0, p - n) for p, n in zip(padded, shape)]
+    result = _predict_grid(engine, {n: np.pad(np.asarray(a, np.float32), widths) for n, a in arrays.items()}, target,
+                           multiple, **options)
+    crop = tuple(slice(0, n) for n in shape)
+    latent_crop = tuple(slice(0, n // ds) for n in shape)
+    screening = result.screening
+    if screening is not None and "maps" in screening:
+        screening = {**screening, "maps": {n: m[latent_crop] for n, m in screening["maps"].items()}}
+    return Prediction(result.synthetic[crop], None if result.uncertainty is None else result.uncertainty[crop],
+                      {n: m[crop] for n, m in result.contributions.items()}, result.windows, screening)
+
+
+def _predict_grid(
+    engine: Engine,
+    arrays: dict[str, np.ndarray],
+    target: str,
+    multiple: int,
+    *,
+    samples: int,
+    seed: int,
+    window: int | None,
+    overlap: int,
+    sample_batch: int | None,
+    contributions: bool,
+    screen: bool,
+    progress: Callable[[str, float], None] | None,
+) -> Prediction:
+    """:func:`predict` on a grid whose every axis is a multiple of ``multiple`` (windows too)."""
     report = progress or (lambda stage, fraction: None)
     if sample_batch is None:
         sample_batch = int(getattr(engine, "sample_batch", 4))
     names = list(arrays)
     shape = tuple(next(iter(arrays.values())).shape)
     ds = engine.downsampling
-    if any(n % ds for n in shape):
-        raise MRSynthError(f"Model-space shape {shape} is not divisible by the network's downsampling {ds}: re-export the bundle "
-                           f"with preprocessing.size_multiple a multiple of {ds}.")
-    plan = plan_windows(shape, window, overlap, ds)
+    plan = plan_windows(shape, window, overlap, multiple)
     m = len(engine.slots)
     slot_codes = np.eye(m, dtype=np.float32)[[engine.slots.index(n) for n in names]]
     target_onehot = np.eye(m, dtype=np.float32)[[engine.slots.index(target)]]

@@ -76,6 +76,7 @@ class OnnxEngine:
         self.downsampling = int(meta["downsampling"])
         self.hidden_channels = int(meta["hidden_channels"])
         self.dropout = float(meta["dropout"])
+        self.latent_multiple = int(meta.get("latent_multiple", 1))  # latent grids divisible by this (U-Net body)
         mask_input = next(i for i in self.sessions["translator_fuse"].get_inputs() if i.name == "mask")
         self.spatial_mask = len(mask_input.shape) > 2  # per-voxel mask (input screening); older graphs: (B, K)
 

@@ -81,6 +81,7 @@ class TorchEngine:
         self.hidden_channels = tr_config.hidden
         self.dropout = tr_config.dropout
         self.spatial_mask = True  # fuse_active takes per-voxel masks (input screening)
+        self.latent_multiple = tr_config.latent_multiple  # latent grids divisible by this (U-Net body)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.torch_device)

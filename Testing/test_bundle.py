@@ -11,11 +11,11 @@ from MRSynthLib.preprocess import PreprocessSpec
 from MRSynthLib.registry import list_models, resolve_model
 
 
-def random_bundle(folder, name="random-test"):
+def random_bundle(folder, name="random-test", translator: FusionConfig | None = None):
     """A bundle with random weights: plumbing only, never an image-quality result."""
     folder.mkdir(parents=True, exist_ok=True)
     ae_config = AutoencoderConfig(channels=(4, 4, 4), fsq_levels=(5, 5, 5, 5))
-    tr_config = FusionConfig(hidden=8, num_blocks=1)
+    tr_config = translator or FusionConfig(hidden=8, num_blocks=1)
     weights = {}
     for file_name, model in (("autoencoder.safetensors", FSQAutoencoder(ae_config)),
                              ("translator.safetensors", FusionTranslator(tr_config))):

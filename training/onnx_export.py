@@ -165,6 +165,7 @@ def add_onnx_parts(bundle_dir: str | Path) -> Path:
             "downsampling": engine.downsampling,
             "hidden_channels": engine.hidden_channels,
             "dropout": engine.dropout,
+            **({"latent_multiple": engine.latent_multiple} if engine.latent_multiple > 1 else {}),
             "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__,
                               "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
         }
