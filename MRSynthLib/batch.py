@@ -15,6 +15,7 @@ from pathlib import Path
 from MRSynthLib.atomic import write_text
 from MRSynthLib.contrasts import CANONICAL_CONTRASTS, canonical_contrast
 from MRSynthLib.errors import MRSynthError
+from MRSynthLib.path_guard import check_outputs, image_reads
 
 SUMMARY_FIELDS = ("case", "status", "seconds", "inputs", "output", "message")
 
@@ -64,6 +65,7 @@ def run_batch(args) -> int:
                     f"case {case.case_id} has no usable input for target {target} "
                     f"(found {', '.join(case.images) or 'nothing'}; the model accepts {', '.join(bundle.card.input_contrasts)})."
                 )
+            check_outputs(plan.roles(), image_reads(inputs, "input"))
             overwrite = args.overwrite or (args.resume and bool(existing))  # resume redoes partial cases
             result = synthesize(inputs, target, model=bundle, samples=args.samples, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window, screen=not getattr(args, "no_screening", False),
                                 register=False if args.no_register else None, contributions=args.contributions)

@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_synthesize(args) -> int:
     from MRSynthLib.outputs import plan_outputs, write_result
+    from MRSynthLib.path_guard import image_reads
     from MRSynthLib.progress import Progress
     from MRSynthLib.synthesis import parse_input_pairs, synthesize
 
@@ -127,7 +128,8 @@ def cmd_synthesize(args) -> int:
     samples = args.samples if args.samples != 1 or not args.uncertainty else 8
     if args.uncertainty and samples < 2:
         raise MRSynthError("--uncertainty needs --samples of at least 2.")
-    plan = plan_outputs(args.output, args.uncertainty, args.contributions_dir, list(inputs), args.overwrite)
+    plan = plan_outputs(args.output, args.uncertainty, args.contributions_dir, list(inputs), args.overwrite,
+                        reads=image_reads(inputs))
     progress = Progress(args.progress)
     result = synthesize(inputs, args.target, model=args.model, samples=samples, seed=args.seed,
                         device=args.device, backend=args.backend, threads=args.threads, window=args.window,

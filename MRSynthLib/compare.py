@@ -8,6 +8,7 @@ from pathlib import Path
 
 from MRSynthLib.atomic import check_writable, write_text
 from MRSynthLib.errors import MRSynthError
+from MRSynthLib.path_guard import check_outputs, image_reads
 
 
 def compare_models(args) -> list[Path]:
@@ -28,10 +29,14 @@ def compare_models(args) -> list[Path]:
     inputs = parse_input_pairs(args.input)
     out = Path(args.output_dir)
     csv_path, png_path = out / "metrics.csv", out / "comparison.png"
+    reads = image_reads(inputs)
+    reads += [(flag, path) for flag, path in (("--reference", args.reference), ("--labels", args.labels)) if path]
     for path in (csv_path, png_path):
         check_writable(path, args.overwrite)
-    plans = {b.card.name: plan_outputs(out / b.card.name / "synthetic.nii.gz", None, None, list(inputs), args.overwrite)
-             for b in bundles}
+    plans = {b.card.name: plan_outputs(out / b.card.name / "synthetic.nii.gz", None, None, list(inputs), args.overwrite,
+                                       reads=reads) for b in bundles}
+    check_outputs([("metrics table", csv_path), ("comparison image", png_path)]
+                  + [pair for plan in plans.values() for pair in plan.roles()], reads)
     reference = load_input(args.reference, "--reference") if args.reference else None
     labels = read_image(args.labels, "--labels") if args.labels else None
     rows, metric_rows, written = [], [], []

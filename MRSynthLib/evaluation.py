@@ -42,6 +42,10 @@ def evaluate_files(
     from MRSynthLib.metrics import evaluate_images
 
     if output:
+        from MRSynthLib.path_guard import check_outputs
+
+        check_outputs([("--output", output)], [("--reference", reference), ("--prediction", prediction),
+                                               ("--mask", mask), ("--labels", labels)])
         check_writable(output, overwrite)
     ref = load_input(reference, "--reference")
     pred = read_image(prediction, "--prediction")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 from MRSynthLib.atomic import check_writable, write_json
 from MRSynthLib.imageio import check_output_path, image_suffix, write_image
+from MRSynthLib.path_guard import Role, check_outputs
 from MRSynthLib.synthesis import SynthesisResult
 
 
@@ -23,17 +25,28 @@ class OutputPlan:
     def sidecar(self, image_path: Path) -> Path:
         return image_path.with_name(image_path.name[: -len(image_suffix(image_path))] + ".json")
 
+    def roles(self) -> list[tuple[str, Path]]:
+        """``(role, path)`` of every file, sidecars included, for :func:`MRSynthLib.path_guard.check_outputs`."""
+        images = [("--output", self.synthetic)] + ([("--uncertainty", self.uncertainty)] if self.uncertainty else [])
+        images += [(f"contribution map of {c}", p) for c, p in self.contributions.items()]
+        return [pair for role, image in images for pair in ((role, image), (f"sidecar of {role}", self.sidecar(image)))]
+
     def all_paths(self) -> list[Path]:
         images = [self.synthetic] + ([self.uncertainty] if self.uncertainty else []) + list(self.contributions.values())
         return [p for image in images for p in (image, self.sidecar(image))]
 
 
 def plan_outputs(output: str | os.PathLike, uncertainty: str | os.PathLike | None,
-                 contributions_dir: str | os.PathLike | None, input_contrasts: list[str], overwrite: bool) -> OutputPlan:
+                 contributions_dir: str | os.PathLike | None, input_contrasts: list[str], overwrite: bool,
+                 reads: Iterable[Role] = ()) -> OutputPlan:
     """Decide and check every output path before any work is done.
 
+    ``reads``: ``(role, path)`` of every file the run reads (inputs, reference, labels); no output may be one
+    of them (:mod:`MRSynthLib.path_guard`), whatever ``overwrite`` says.
+
     Raises:
-        OutputError: a bad suffix, an existing file without ``overwrite``, or an unwritable folder.
+        OutputError: a bad suffix, an output that is an input or another output, an existing file without
+            ``overwrite``, or an unwritable folder.
     """
     synthetic = check_output_path(output, "--output")
     suffix = image_suffix(synthetic)
@@ -43,6 +56,7 @@ def plan_outputs(output: str | os.PathLike, uncertainty: str | os.PathLike | Non
         folder = Path(contributions_dir)
         contributions = {c: folder / f"contribution_{c}{suffix}" for c in input_contrasts}
     plan = OutputPlan(synthetic, unc, contributions)
+    check_outputs(plan.roles(), reads)
     for path in plan.all_paths():
         check_writable(path, overwrite)
     return plan

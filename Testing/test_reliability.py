@@ -290,6 +290,26 @@ def _readonly_folder(ws: Workspace, out: Path):
     return synth(ws, out, f"t1={ws.t1}", output="locked/syn.nii.gz"), "locked"
 
 
+def _output_is_input(link: str | None = None, output: str = "keep.nii.gz", extra=("--overwrite",)):
+    """``--input t1=out/keep.nii.gz`` and an output that is that file (directly, or through a link made here)."""
+    def build(ws: Workspace, out: Path):
+        if link == "symlink":
+            (out / "alias.nii.gz").symlink_to(out / "keep.nii.gz")
+        elif link == "hardlink":
+            os.link(out / "keep.nii.gz", out / "alias.nii.gz")
+        elif link == "sidecar":
+            (out / "keep.json").write_text('{"RepetitionTime": 2.3}\n')
+        return synth(ws, out, f"t1={out / 'keep.nii.gz'}", output=output, extra=extra), "keep"
+    return build
+
+
+def _two_outputs(uncertainty: str, fix_word: str = ""):
+    def build(ws: Workspace, out: Path):
+        return synth(ws, out, f"t1={ws.t1}", output="a.nii.gz",
+                     extra=("--uncertainty", str(out / uncertainty), "--samples", "2", "--overwrite")), "a."
+    return build
+
+
 CORPUS: tuple[Case, ...] = (
     # unreadable files
     Case("missing path", "input path does not exist",
@@ -381,6 +401,21 @@ CORPUS: tuple[Case, ...] = (
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", output="."), str(out)), fix="give a file path"),
     Case("unsupported output format", "--output syn.png",
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", output="syn.png"), "syn.png"), fix="use one of"),
+    # outputs that are inputs or each other (one planner: MRSynthLib.path_guard), --overwrite given every time
+    Case("output is an input", "--output keep.nii.gz --input t1=keep.nii.gz --overwrite", _output_is_input(),
+         fix="never writes over what it reads"),
+    Case("output is a symlink to an input", "--output alias.nii.gz -> keep.nii.gz (= --input t1), --overwrite",
+         _output_is_input("symlink", "alias.nii.gz"), fix="never writes over what it reads"),
+    Case("output is a hard link to an input", "--output alias.nii.gz, a hard link of --input t1, --overwrite",
+         _output_is_input("hardlink", "alias.nii.gz"), fix="never writes over what it reads"),
+    Case("output sidecar is an input's sidecar", "--output keep.nrrd beside --input t1=keep.nii.gz and its keep.json",
+         _output_is_input("sidecar", "keep.nrrd"), fix="never writes over what it reads"),
+    Case("two outputs are one file", "--output a.nii.gz --uncertainty a.nii.gz --overwrite",
+         _two_outputs("a.nii.gz"), fix="give each output its own path"),
+    Case("two outputs share a sidecar", "--output a.nii.gz --uncertainty a.nrrd (both a.json)",
+         _two_outputs("a.nrrd"), fix="give each output its own path"),
+    Case("outputs differing only in case", "--output a.nii.gz --uncertainty A.nii.gz",
+         _two_outputs("A.nii.gz"), fix="give each output its own path"),
 )
 
 
