@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -71,13 +72,23 @@ class ModelCard:
             values["input_contrasts"] = tuple(canonical_contrast(c) for c in data["input_contrasts"])
             values["output_contrasts"] = tuple(canonical_contrast(c) for c in data["output_contrasts"])
             values["preprocessing"] = PreprocessSpec.from_dict(data["preprocessing"])
+            if not isinstance(data["weights"], dict) or not isinstance(data["networks"], dict):
+                raise TypeError("`weights` and `networks` must be JSON objects")
         except (TypeError, ValueError, KeyError) as error:
             raise BundleError(f"Model card {source} is malformed ({error}): re-export the bundle.") from None
+        name = data["name"]
+        if not isinstance(name, str) or not BUNDLE_NAME.fullmatch(name) or name in (".", ".."):
+            raise BundleError(f"Model card {source} has name {name!r}: a bundle name is letters, digits, '.', '_' and '-' "
+                              f"(it names output folders); re-export the bundle with a plain name.")
         return cls(**values)
 
     @property
     def short_description(self) -> str:
         return f"{self.name} {self.version} ({self.method})"
+
+
+BUNDLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""A card's ``name``: also a folder name in ``mrsynth compare`` outputs, so no separators and no ``..``."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,21 @@ class Bundle:
     card: ModelCard
 
     def weight_path(self, file_name: str) -> Path:
+        """Path of ``file_name``, which must be one of the card's hashed ``weights`` (checked inside the folder by
+        :func:`load_bundle`): a card cannot make MRSynth read any other file."""
+        if not isinstance(file_name, str) or file_name not in self.card.weights:
+            raise BundleError(
+                f"Model card {self.path / CARD_NAME} refers to {file_name!r}, which is not one of its hashed weight "
+                f"files: refusing it; re-export the bundle with mrsynth-train.")
         return self.path / file_name
+
+    def read_weight(self, file_name: str) -> bytes:
+        """The bytes of a weight file, verified against the card's sha256 in memory (what is checked is what is used)."""
+        data = self.weight_path(file_name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.card.weights[file_name]:
+            raise BundleError(f"Weight file {self.path / file_name} does not match the sha256 in "
+                              f"{self.path / CARD_NAME} (tampered or damaged): re-copy the bundle.")
+        return data
 
     @property
     def sha256(self) -> str:

@@ -17,6 +17,29 @@ GRAPHS = ("encoder", "translator_fuse", "translator_head", "decoder")
 _LOADED: dict[tuple[str, str, int], OnnxEngine] = {}
 
 
+EXTERNAL_DATA_MARK = b"\n\x08location"
+"""How a tensor stored outside its graph file is serialised (TensorProto.external_data, key ``location``)."""
+
+
+def onnx_session(bundle: Bundle, file_name: str, options):
+    """An onnxruntime session of the bundle's hashed graph ``file_name``, built from the verified bytes.
+
+    Graphs whose tensors live in external data files are refused: those files are not in the bundle's
+    hashed manifest, and onnxruntime would resolve them against the working directory.
+    """
+    import onnxruntime as ort
+
+    data = bundle.read_weight(file_name)
+    path = bundle.path / file_name
+    if EXTERNAL_DATA_MARK in data:
+        raise BundleError(f"ONNX graph {path} keeps tensors in external data files, which the bundle does not hash: "
+                          f"refusing it; re-export the bundle with mrsynth-train export-onnx.")
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise BundleError(f"ONNX graph {path} cannot be loaded ({str(error).splitlines()[0]}): re-export it.") from None
+
+
 def has_onnx_parts(bundle: Bundle) -> bool:
     """True when the card lists every ONNX graph this backend needs."""
     meta = bundle.card.networks.get("onnx")
@@ -66,11 +89,7 @@ class OnnxEngine:
         options.log_severity_level = 3
         self.sessions = {}
         for name in GRAPHS:
-            path = bundle.weight_path(meta["graphs"][name])
-            try:
-                self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception as error:  # onnxruntime raises its own exception types
-                raise BundleError(f"ONNX graph {path} cannot be loaded ({str(error).splitlines()[0]}): re-export it.") from None
+            self.sessions[name] = onnx_session(bundle, meta["graphs"][name], options)
         self.bundle = bundle
         self.slots = tuple(meta["slots"])
         self.downsampling = int(meta["downsampling"])

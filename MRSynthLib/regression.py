@@ -57,7 +57,7 @@ class RegressionEngine:
     device = "cpu"
 
     def __init__(self, bundle: Bundle) -> None:
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
         card = bundle.card
         if card.method != METHOD:
@@ -68,7 +68,7 @@ class RegressionEngine:
         file_name = section.get("weights_file", WEIGHTS_FILE)
         if file_name not in card.weights:
             raise BundleError(f"Model card of {card.name} does not pin {file_name} in `weights`: re-export the bundle.")
-        tensors = load_file(str(bundle.weight_path(file_name)))
+        tensors = load(bundle.read_weight(file_name))
         self.name = card.name
         self.spacing = card.preprocessing.spacing
         self.features = FeatureSpec.from_dict(section["features"])

@@ -28,9 +28,9 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def _load_state(bundle: Bundle, file_name: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
-    return load_file(str(bundle.weight_path(file_name)))
+    return load(bundle.read_weight(file_name))  # the verified bytes, not a second read of the file
 
 
 _LOADED: dict[tuple[str, str, str], TorchEngine] = {}

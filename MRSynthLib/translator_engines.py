@@ -17,6 +17,7 @@ import numpy as np
 
 from MRSynthLib.bundle import Bundle
 from MRSynthLib.errors import BundleError, MRSynthError
+from MRSynthLib.onnx_backend import onnx_session
 
 LATENT_PREFIXES = ("fsq", "vq", "kl")
 """A method is ``<latent>-<kind>``: the autoencoder's latent (``fsq`` by default) and the translator kind."""
@@ -147,7 +148,7 @@ class TorchGraphEngine(_GraphEngine):
 
     def __init__(self, bundle: Bundle, device: str = "auto") -> None:
         super().__init__(bundle.card, bundle.path)
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         from MRSynthLib.networks.graphs import build_part
 
@@ -156,7 +157,7 @@ class TorchGraphEngine(_GraphEngine):
         for name in KIND_PARTS[self.kind]:
             try:
                 part = build_part(name, bundle.card.networks[name])
-                part.load_state_dict(load_file(str(bundle.weight_path(weight_file(name)))))
+                part.load_state_dict(load(bundle.read_weight(weight_file(name))))
             except (KeyError, TypeError, ValueError, RuntimeError) as error:
                 raise BundleError(f"Bundle {bundle.path} does not match its card ({str(error).splitlines()[0]}): "
                                   f"re-export it.") from None
@@ -222,11 +223,7 @@ class OnnxGraphEngine(_GraphEngine):
         graphs = bundle.card.networks["onnx"]["graphs"]
         self.sessions = {}
         for name in KIND_GRAPHS[self.kind]:
-            path = bundle.weight_path(graphs[name])
-            try:
-                self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception as error:  # onnxruntime raises its own exception types
-                raise BundleError(f"ONNX graph {path} cannot be loaded ({str(error).splitlines()[0]}): re-export it.") from None
+            self.sessions[name] = onnx_session(bundle, graphs[name], options)
 
     def run(self, graph: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         session = self.sessions[graph]
