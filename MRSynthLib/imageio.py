@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from MRSynthLib.atomic import atomic_path
+from MRSynthLib.detached_headers import check_detached_data
 from MRSynthLib.errors import InputImageError, OutputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,6 +82,7 @@ def read_image(path: str | os.PathLike, role: str = "input") -> sitk.Image:
         return _read_dicom_series(p, role)
     if p.stat().st_size == 0:
         raise InputImageError(f"{role} file {p} is empty (0 bytes): re-export or re-copy it.")
+    check_detached_data(p, role)
     _check_file_bytes(p, role)
     try:
         with _quiet_itk():

@@ -195,6 +195,24 @@ def _nrrd(ws: Workspace, name: str, fields: str) -> Path:
     return path
 
 
+def _detached(ws: Workspace, name: str, reference: str, raw: Path | None) -> Path:
+    """A detached header (``.mhd``: ElementDataFile, ``.nhdr``: data file) naming ``reference``; ``raw`` gets voxels."""
+    z, y, x = SHAPE
+    if raw is not None:
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_bytes(blob_array(SHAPE).astype("<f4").tobytes())
+    if name.endswith(".mhd"):
+        header = (f"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+                  f"ElementSpacing = 5 5 5\nDimSize = {x} {y} {z}\nElementType = MET_FLOAT\n"
+                  f"ElementDataFile = {reference}\n")
+    else:
+        header = (f"NRRD0004\ntype: float\ndimension: 3\nsizes: {x} {y} {z}\nspacings: 5 5 5\nencoding: raw\n"
+                  f"endian: little\ndata file: {reference}\n")
+    path = ws.bad(name)
+    path.write_text(header)
+    return path
+
+
 def _far_away(ws: Workspace) -> Path:
     image = read_image(ws.t2)
     image.SetOrigin((5000.0, 5000.0, 5000.0))
@@ -359,6 +377,18 @@ CORPUS: tuple[Case, ...] = (
     Case("fields of view do not overlap", "t2 moved 5 m away, --no-register",
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"t2={_far_away(ws)}", extra=("--no-register",)), "far.nrrd"),
          fix="check that both images"),
+    # detached voxel files (MRSynthLib.detached_headers)
+    Case("MetaImage voxels elsewhere", "ElementDataFile = /etc/passwd",
+         _one("t1", lambda ws: _detached(ws, "passwd.mhd", "/etc/passwd", None)),
+         fix="keep detached data files beside the header"),
+    Case("NRRD data file outside its folder", "data file: ../secret.raw (the file exists)",
+         _one("t1", lambda ws: _detached(ws, "outside.nhdr", "../secret.raw", ws.root / "secret.raw")),
+         fix="keep detached data files beside the header"),
+    Case("detached data file missing", "ElementDataFile = gone.raw (no such file)",
+         _one("t1", lambda ws: _detached(ws, "gone.mhd", "gone.raw", None)), fix="copy the data file"),
+    Case("detached data file beside its header", "a .mhd header and its .raw in a subfolder",
+         _works(lambda ws: _detached(ws, "beside.mhd", "voxels/beside.raw", ws.bad("voxels") / "beside.raw")),
+         exit_code=0),
     # contrasts
     Case("unknown contrast name", "--input t3=...",
          lambda ws, out: (synth(ws, out, f"t3={ws.t1}"), "'t3'"), fix="use one of"),
