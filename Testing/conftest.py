@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,20 @@ def make_image(array: np.ndarray, spacing=(1.0, 1.2, 1.5), origin=(-10.0, 5.0, 3
     if direction is not None:
         image.SetDirection(direction)
     return image
+
+
+LEAK_PREFIXES = ("mrsynth", "tmp", ".onnx-export", "pymp-")
+"""Names that tempfile (default prefix ``tmp``) and MRSynth's own temporary folders start with."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_dir_left_as_found():
+    """``make test`` leaves the system temp folder as it found it (pytest's own ``pytest-of-*`` aside)."""
+    root = Path(tempfile.gettempdir())
+    before = set(os.listdir(root))
+    yield
+    left = sorted(name for name in set(os.listdir(root)) - before if name.startswith(LEAK_PREFIXES))
+    assert not left, f"tests left {len(left)} entries in {root}: {left[:10]}"
 
 
 @pytest.fixture

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import gzip
 import struct
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,8 +37,23 @@ PIXEL_TYPES = {"int8": "MET_CHAR", "uint8": "MET_UCHAR", "int16": "MET_SHORT", "
                "int32": "MET_INT", "float32": "MET_FLOAT", "float64": "MET_DOUBLE"}
 
 
+_SCRATCH: list[Path] = []
+
+
 def _tmp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="mrsynth-prop-"))
+    """A fresh folder per hypothesis example (function-scoped fixtures are not reset between examples);
+    removed when the module's tests end."""
+    path = Path(tempfile.mkdtemp(prefix="mrsynth-prop-"))
+    _SCRATCH.append(path)
+    return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _remove_scratch_folders():
+    yield
+    for path in _SCRATCH:
+        shutil.rmtree(path, ignore_errors=True)
+    _SCRATCH.clear()
 
 
 def _load_or_user_error(path: Path):
