@@ -6,6 +6,8 @@ onnxruntime is installed; else torch (CPU).
 
 from __future__ import annotations
 
+import os
+
 from MRSynthLib.bundle import Bundle
 from MRSynthLib.errors import MRSynthError
 
@@ -37,11 +39,25 @@ def choose_backend(bundle: Bundle, backend: str = "auto", device: str = "auto") 
     return "torch"
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def effective_threads(threads: int) -> int:
+    """``threads`` capped at :func:`available_cores` (more threads than cores measured up to 28x slower); 0 stays 0."""
+    return min(threads, available_cores()) if threads > 0 else threads
+
+
 def load_engine(bundle: Bundle, backend: str = "auto", device: str = "auto", threads: int = 0):
     """The loaded :class:`MRSynthLib.inference.Engine` for this bundle (cached per process)."""
     chosen = choose_backend(bundle, backend, device)
     if threads < 0:
         raise MRSynthError(f"--threads must be 0 (library default) or a positive number, not {threads}.")
+    threads = effective_threads(threads)
     if chosen == "onnx":
         from MRSynthLib.onnx_backend import load_engine as load_onnx
 

@@ -251,8 +251,19 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _note_thread_cap(args) -> None:
+    """One note on stderr when ``--threads`` exceeds the cores (the library caps it: :func:`effective_threads`)."""
+    from MRSynthLib.backends import available_cores
+
+    threads = getattr(args, "threads", 0) or 0
+    if threads > available_cores():
+        print(f"mrsynth {args.command}: note: --threads {threads} is more than the {available_cores()} CPU cores this "
+              f"process may use; using {available_cores()}.", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _note_thread_cap(args)
     try:
         with _sigterm_as_interrupt():
             return COMMANDS[args.command](args)

@@ -83,6 +83,7 @@ def read_image(path: str | os.PathLike, role: str = "input") -> sitk.Image:
     if p.stat().st_size == 0:
         raise InputImageError(f"{role} file {p} is empty (0 bytes): re-export or re-copy it.")
     check_detached_data(p, role)
+    _check_declared_size(p, role)
     _check_file_bytes(p, role)
     try:
         with _quiet_itk():
@@ -131,6 +132,43 @@ def _nifti_layout(header: bytes) -> _NiftiLayout | None:
     start = int(offset)
     dtype = np.dtype(order + _NIFTI_FLOAT_TYPES[datatype]) if datatype in _NIFTI_FLOAT_TYPES else None
     return _NiftiLayout(start, start + math.prod(dims[1 : ndim + 1]) * bitpix // 8, dtype)
+
+
+MAX_INPUT_VOXELS = 1 << 29
+"""Largest voxel count accepted (about 810^3; a 0.5 mm whole head is ~512x512x400 = 1e8); a header declaring
+more is refused before its voxels are read (a 1 MB .nii.gz may declare 1000^3 voxels and inflate to 2 GB)."""
+WORKING_COPIES = 8
+"""Float32 copies of the largest input that one synthesis may hold at once (inputs, resampled grids, outputs)."""
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_declared_size(p: Path, role: str) -> None:
+    """Refuse a file whose header declares more voxels than :data:`MAX_INPUT_VOXELS` or than this machine's
+    memory can process, reading only the header."""
+    sitk = _sitk()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    try:
+        with _quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return  # unreadable header: the full read reports it in its own words
+    size = reader.GetSize()
+    voxels = math.prod(size) * max(1, reader.GetNumberOfComponents())
+    needed = voxels * 4 * WORKING_COPIES
+    memory = _physical_memory()
+    if voxels > MAX_INPUT_VOXELS or (memory is not None and needed > memory):
+        shape = "x".join(str(n) for n in size)
+        raise InputImageError(
+            f"{role} file {p} declares {shape} voxels ({voxels * 4 / 2**30:.1f} GiB as float32), more than MRSynth "
+            f"processes ({MAX_INPUT_VOXELS:.2e} voxels, and about {WORKING_COPIES}x that in memory): crop or "
+            f"downsample it first, or check its header.")
 
 
 def _check_file_bytes(p: Path, role: str) -> None:

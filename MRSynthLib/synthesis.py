@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import MRSynthLib
+from MRSynthLib.backends import effective_threads
 from MRSynthLib.bundle import SYNTHETIC_NOTICE, Bundle
 from MRSynthLib.contrasts import canonical_contrast
 from MRSynthLib.errors import ContrastError, InputImageError
 from MRSynthLib.imageio import grid_of, image_to_array, load_input
+from MRSynthLib.input_digest import input_sha256
 from MRSynthLib.normalization import AIR_HU, ct_to_hounsfield
 from MRSynthLib.preprocess import to_model_space
 from MRSynthLib.translator_engines import is_translator_method
@@ -294,13 +296,14 @@ def synthesize(
         "notice": SYNTHETIC_NOTICE,
         "target": target,
         "inputs": {name: str(path) for name, path in paths.items()},
+        "input_sha256": {name: input_sha256(path) for name, path in paths.items()},
         "reference_input": next(iter(paths)),
         "reference_grid": grid_of(images[next(iter(paths))]),
         "bundle": bundle.provenance(),
         "method": bundle.card.method,
         "device": engine.device,
         "backend": engine.backend,
-        "threads": threads or None,
+        "threads": effective_threads(threads) or None,
         "windows": prediction.windows,
         "seed": seed,
         "samples": samples,

@@ -24,6 +24,7 @@ import os
 import pickle
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -213,6 +214,18 @@ def _detached(ws: Workspace, name: str, reference: str, raw: Path | None) -> Pat
     return path
 
 
+def _declares_huge(ws: Workspace) -> Path:
+    """A 24^3 uint8 NIfTI whose header is edited to declare 1000^3 voxels, gzipped (a few kB on disk)."""
+    plain = ws.bad("huge-source.nii")
+    sitk.WriteImage(make_image(np.ones(SHAPE, np.uint8)), str(plain))
+    data = bytearray(plain.read_bytes())
+    struct.pack_into("<4h", data, 40, 3, 1000, 1000, 1000)
+    path = ws.bad("declares-1000-cubed.nii.gz")
+    path.write_bytes(gzip.compress(bytes(data)))
+    plain.unlink()
+    return path
+
+
 def _far_away(ws: Workspace) -> Path:
     image = read_image(ws.t2)
     image.SetOrigin((5000.0, 5000.0, 5000.0))
@@ -359,6 +372,8 @@ CORPUS: tuple[Case, ...] = (
     Case("int8 input", "int8 voxels", _works(lambda ws: _typed(ws, np.int8)), exit_code=0),
     Case("uint16 input", "uint16 voxels", _works(lambda ws: _typed(ws, np.uint16)), exit_code=0),
     Case("float64 input", "float64 voxels", _works(lambda ws: _typed(ws, np.float64)), exit_code=0),
+    Case("header declares 1000^3 voxels", "a few-kB .nii.gz whose header declares 1000x1000x1000 voxels",
+         _one("t1", _declares_huge), fix="crop or downsample it first"),
     Case("1-voxel-thick volume", "24x24x1 voxels",
          _one("t1", lambda ws: _image_file(ws.bad("thin.nii.gz"), blob_array((1, 24, 24)))),
          fix="at least 2 voxels along each axis"),
@@ -581,6 +596,31 @@ def test_batch_case_with_two_files_for_one_contrast_fails_alone(workspace, tmp_p
     assert "T1w.nii.gz and t1.nii.gz" in rows["b"]["message"] and "remove or rename one" in rows["b"]["message"]
     assert (out / "c" / "flair_synthetic.nii.gz").exists() and not (out / "b").exists()
     assert "3 cases: 2 ok, 0 skipped, 1 failed" in capsys.readouterr().out
+
+
+def test_threads_above_the_cores_are_capped_with_a_note(workspace, tmp_path, capfd):
+    from MRSynthLib.backends import available_cores
+
+    out = tmp_path / "out"
+    out.mkdir()
+    capfd.readouterr()
+    assert main(synth(workspace, out, f"t1={workspace.t1}", extra=("--threads", "999"))) == 0
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err == [f"mrsynth synthesize: note: --threads 999 is more than the {available_cores()} CPU cores this "
+                   f"process may use; using {available_cores()}."]
+    sidecar = json.loads((out / "syn.json").read_text())
+    assert sidecar["threads"] == available_cores()
+
+
+def test_sidecar_records_the_sha256_of_every_input(workspace, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    series = tmp_path / "series"
+    series.mkdir()
+    assert main(synth(workspace, out, f"t1={workspace.t1}", f"t2={workspace.t2}")) == 0
+    sidecar = json.loads((out / "syn.json").read_text())
+    assert sidecar["input_sha256"] == {name: hashlib.sha256(path.read_bytes()).hexdigest()
+                                       for name, path in (("t1", workspace.t1), ("t2", workspace.t2))}
 
 
 def test_main_restores_the_sigterm_handler():
