@@ -167,6 +167,10 @@ def _nnunet_channels(root: Path, channel_map: dict[int, str] | None) -> dict[int
                 f"Channel {index} of {dataset_json} must name an MR contrast, not {name!r}; pass "
                 "channel_map to say which channels are which contrast (others are ignored)."
             )
+        if not str(index).strip().isdigit():
+            raise InputImageError(
+                f"Channel key {index!r} of {dataset_json} must be a channel number (\"0\", \"1\", ...); fix the file "
+                "or pass channel_map.")
         channels[int(index)] = canonical_contrast(str(name))
     return channels
 

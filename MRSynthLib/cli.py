@@ -22,6 +22,17 @@ from MRSynthLib.errors import MRSynthError
 SCREENING_NOTE_FRACTION = 0.25
 
 
+def _seed(text: str) -> int:
+    """``--seed``: a whole number 0 .. 2**32 - 1 (what the random generators accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 4294967295, not {value}")
+    return value
+
+
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
                    help="auto: onnxruntime on the CPU when the bundle has ONNX graphs, else torch")
@@ -37,7 +48,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="bundle name (see `mrsynth models`) or folder; default: the built-in default")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     _add_backend_args(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the stochastic passes (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the stochastic passes (default 0)")
     p.add_argument("--samples", type=int, default=1, help="1 = deterministic; N >= 2 adds an uncertainty map from N passes")
     p.add_argument("--no-register", action="store_true", help="only resample inputs onto the reference grid, never register")
     p.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
@@ -82,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("compare", help="several models on one case: figure PNG + metrics CSV")
-    p.add_argument("--input", action="append", default=[], metavar="CONTRAST=PATH")
+    p.add_argument("--input", action="append", required=True, metavar="CONTRAST=PATH")
     p.add_argument("--target", required=True)
     p.add_argument("--reference", type=Path, help="the real target contrast, for metrics and error maps")
     p.add_argument("--labels", type=Path)
@@ -90,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, type=Path)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     _add_backend_args(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--overwrite", action="store_true")
 
     sub.add_parser("models", help="list installed model bundles").add_argument("--json", action="store_true")
@@ -99,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, type=Path)
     p.add_argument("--size", type=int, nargs=3, default=(96, 112, 96), metavar=("X", "Y", "Z"))
     p.add_argument("--spacing", type=float, nargs=3, default=(2.0, 2.0, 2.0), metavar=("X", "Y", "Z"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--field-strength", type=float, default=3.0, choices=(1.5, 3.0))
     p.add_argument("--no-tumour", action="store_true")
     p.add_argument("--ms-lesions", type=int, default=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from MRSynthLib.errors import InputImageError
 from MRSynthLib.imageio import load_input, read_image
 
 
@@ -24,6 +25,16 @@ def absolute_error_image(reference, prediction, brain_mask=None):
     brain = image_to_array(brain_mask) > 0 if brain_mask is not None else foreground_mask(ref, protocol.foreground_fraction)
     error = np.abs(normalise(ref, brain, protocol) - normalise(pred, brain, protocol)) * brain
     return array_to_image(error.astype(np.float32), reference)
+
+
+def _scalar_float(image, path) -> "sitk.Image":
+    """``image`` as float32, or one sentence when it is not one real value per voxel (colour, vector, complex)."""
+    import SimpleITK as sitk
+
+    if image.GetNumberOfComponentsPerPixel() != 1 or "complex" in image.GetPixelIDTypeAsString():
+        raise InputImageError(f"--prediction {path} has {image.GetPixelIDTypeAsString()} voxels: give a scalar (grayscale) "
+                              f"volume, such as the synthetic image written by mrsynth synthesize.")
+    return sitk.Cast(image, sitk.sitkFloat32)
 
 
 def evaluate_files(
@@ -48,10 +59,7 @@ def evaluate_files(
                                                ("--mask", mask), ("--labels", labels)])
         check_writable(output, overwrite)
     ref = load_input(reference, "--reference")
-    pred = read_image(prediction, "--prediction")
-    import SimpleITK as sitk
-
-    pred = sitk.Cast(pred, sitk.sitkFloat32)
+    pred = _scalar_float(read_image(prediction, "--prediction"), prediction)
     brain = read_image(mask, "--mask") if mask else None
     label_map = read_image(labels, "--labels") if labels else None
     report = evaluate_images(ref, pred, brain_mask=brain, label_map=label_map, label_regions=regions, hounsfield=hounsfield)

@@ -89,13 +89,22 @@ class OnnxEngine:
         options.log_severity_level = 3
         self.sessions = {}
         for name in GRAPHS:
-            self.sessions[name] = onnx_session(bundle, meta["graphs"][name], options)
+            graphs = meta.get("graphs") if isinstance(meta, dict) else None
+            self.sessions[name] = onnx_session(bundle, graphs.get(name) if isinstance(graphs, dict) else None, options)
         self.bundle = bundle
-        self.slots = tuple(meta["slots"])
-        self.downsampling = int(meta["downsampling"])
-        self.hidden_channels = int(meta["hidden_channels"])
-        self.dropout = float(meta["dropout"])
-        self.latent_multiple = int(meta.get("latent_multiple", 1))  # latent grids divisible by this (U-Net body)
+        try:
+            self.slots = tuple(str(s) for s in meta["slots"])
+            self.downsampling = int(meta["downsampling"])
+            self.hidden_channels = int(meta["hidden_channels"])
+            self.dropout = float(meta["dropout"])
+            self.latent_multiple = int(meta.get("latent_multiple", 1))  # latent grids divisible by this (U-Net body)
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(f"Bundle {bundle.path} has a malformed networks.onnx section ({error}): re-export it with "
+                              f"`mrsynth-train export-onnx`.") from None
+        if min(self.downsampling, self.hidden_channels, self.latent_multiple) < 1 or not 0 <= self.dropout < 1:
+            raise BundleError(f"Bundle {bundle.path} has impossible ONNX settings (downsampling {self.downsampling}, "
+                              f"hidden channels {self.hidden_channels}, dropout {self.dropout}): re-export it with "
+                              f"`mrsynth-train export-onnx`.")
         mask_input = next(i for i in self.sessions["translator_fuse"].get_inputs() if i.name == "mask")
         self.spatial_mask = len(mask_input.shape) > 2  # per-voxel mask (input screening); older graphs: (B, K)
 

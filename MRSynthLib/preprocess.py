@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
 
 CANONICAL_ORIENTATION = "LPS"
+SPACING_RANGE_MM: tuple[float, float] = (0.1, 20.0)
+"""Model-space voxel spacings a card may ask for (finer would make a head billions of voxels)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,12 @@ class PreprocessSpec:
     bias_correction: str = "none"  # "n4": N4 bias-field correction of every input inside the head (MRSynthLib.bias)
 
     def __post_init__(self) -> None:
+        if len(self.spacing) != 3 or not all(SPACING_RANGE_MM[0] <= float(s) <= SPACING_RANGE_MM[1] for s in self.spacing):
+            raise ValueError(f"preprocessing spacing must be three values in {SPACING_RANGE_MM[0]}..{SPACING_RANGE_MM[1]} mm, "
+                             f"not {list(self.spacing)}")
+        if not isinstance(self.size_multiple, int) or self.size_multiple < 1 or not self.margin_mm >= 0:
+            raise ValueError(f"preprocessing size_multiple must be >= 1 and margin_mm >= 0, not {self.size_multiple}, "
+                             f"{self.margin_mm}")
         if self.bias_correction not in ("none", "n4"):
             raise ValueError(f"bias_correction must be 'none' or 'n4', not {self.bias_correction!r}")
 

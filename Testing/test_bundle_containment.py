@@ -92,6 +92,9 @@ MUTATIONS = {
     "graph not a string": lambda card, tmp: card["networks"]["onnx"]["graphs"].__setitem__("decoder", ["x"]),
     "hash changed": lambda card, tmp: card["weights"].__setitem__("onnx/encoder.onnx", "0" * 64),
     "name traversing": lambda card, tmp: card.__setitem__("name", "../../x"),
+    "onnx downsampling 0": lambda card, tmp: card["networks"]["onnx"].__setitem__("downsampling", 0),
+    "onnx graphs missing": lambda card, tmp: card["networks"]["onnx"].pop("graphs"),
+    "spacing 0.01 mm": lambda card, tmp: card["preprocessing"].__setitem__("spacing", [0.01, 0.01, 0.01]),
     "unchanged": lambda card, tmp: None,
 }
 
@@ -106,7 +109,7 @@ def test_any_card_mutation_loads_verified_or_is_refused_in_one_line(onnx_folder,
     for name in chosen:
         try:
             MUTATIONS[name](card, tmp)
-        except (TypeError, AttributeError):  # an earlier mutation replaced the section this one edits
+        except (TypeError, AttributeError, KeyError):  # an earlier mutation replaced the section this one edits
             pass
     _save(folder, card)
     try:
@@ -119,3 +122,19 @@ def test_any_card_mutation_loads_verified_or_is_refused_in_one_line(onnx_folder,
     rng = np.random.default_rng(0)
     arrays = np.float32(rng.random((1, 1, 16, 16, 16)))
     assert all(np.isfinite(e.encode(arrays)).all() for e in engines)
+
+
+def test_one_broken_bundle_does_not_hide_the_others(onnx_folder, tmp_path, monkeypatch, capsys):
+    from MRSynthLib.cli import main
+
+    models = tmp_path / "home" / "models"
+    good, _ = _copy(onnx_folder, models)
+    shutil.copytree(good, models / "broken")
+    card = json.loads((models / "broken" / "bundle.json").read_text())
+    card["weights"] = list(card["weights"])
+    _save(models / "broken", card)
+    monkeypatch.setenv("MRSYNTH_HOME", str(tmp_path / "home"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "broken" in out and "BROKEN" in out and "must be JSON objects" in out
+    assert any(line.startswith("copy ") and "BROKEN" not in line for line in out.splitlines())

@@ -623,6 +623,26 @@ def test_sidecar_records_the_sha256_of_every_input(workspace, tmp_path):
                                        for name, path in (("t1", workspace.t1), ("t2", workspace.t2))}
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["synthesize", "--input", "t1=x.nii.gz", "--target", "t2", "--output", "o.nii.gz", "--uncertainty", "u.nii.gz",
+      "--seed", "-1"], "--seed: must be between 0 and 4294967295, not -1"),
+    (["compare", "--target", "t2", "--output-dir", "out"], "the following arguments are required: --input"),
+])
+def test_usage_errors_name_the_argument(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_colour_prediction_in_one_line(workspace, tmp_path, capfd):
+    rgb = tmp_path / "rgb.nii.gz"
+    sitk.WriteImage(sitk.Compose([read_image(workspace.t1)] * 3), str(rgb))
+    capfd.readouterr()
+    assert main(["evaluate", "--reference", str(workspace.t1), "--prediction", str(rgb)]) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--prediction" in lines[0] and "give a scalar" in lines[0]
+
+
 def test_main_restores_the_sigterm_handler():
     before = signal.getsignal(signal.SIGTERM)
     assert main(["models", "--json"]) == 0
