@@ -181,7 +181,7 @@ class OptimConfig:
     ssim_weight: float = 0.2
     latent_weight: float = 1.0
     corrupt_probability: float = 0.0  # stage 2: chance that one of >=2 inputs is replaced by noise (teaches the gates)
-    grad_clip: float = 0.0  # > 0: clip the gradient norm to this (stage 1); 0 = off
+    grad_clip: float = 0.0  # > 0: clip the gradient norm to this (stage 1, fusion stage 2); 0 = off
     decode_size: tuple[int, ...] = ()  # stage 2: decode only this central part of the patch for the image loss
     # (the translator still sees the whole patch as context); () = decode the whole patch
 

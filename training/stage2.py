@@ -183,6 +183,8 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
         loss = config.stage2.latent_weight * latent_l1 + img_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.stage2.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(translator.parameters(), config.stage2.grad_clip)
         optimizer.step()
         schedule.step()
         done = step + 1

@@ -70,7 +70,9 @@ class MultiScaleBody(nn.Module):
 
     Level 0 has ``H`` channels, every coarser level ``2 H`` (wider coarse levels multiply the parameters, and the
     bundle must stay small); down by strided residual units, up by nearest-neighbour upsampling and a 3-voxel
-    convolution (no transposed-convolution checkerboard), skips added.
+    convolution (no transposed-convolution checkerboard), skips added. The output is multiplied by a learned
+    scalar that starts at 0 (ReZero): at initialisation the body adds nothing, so training starts from the
+    single-scale path (without it the unnormalised U-Net diverged into saturated outputs at lr 1e-3 on real latents).
     """
 
     def __init__(self, spatial_dims: int, hidden: int, levels: int, num_blocks: int) -> None:
@@ -88,6 +90,7 @@ class MultiScaleBody(nn.Module):
             for i in reversed(range(levels)))
         self.merge = nn.ModuleList(ResidualUnit(d, channels[i], channels[i], subunits=1, act=ACTIVATION, norm=None)
                                    for i in reversed(range(levels)))
+        self.scale = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -97,7 +100,7 @@ class MultiScaleBody(nn.Module):
         x = self.bottom(x)
         for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
             x = merge(up(x) + skip)
-        return x
+        return x * self.scale
 
 
 class FusionTranslator(nn.Module):
