@@ -9,6 +9,7 @@ in the meantime, so even concurrent runs never replace each other's outputs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -39,15 +40,25 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
-        _fsync(tmp)
+        _fsync(tmp, strict=True)
         if overwrite:
             os.replace(tmp, target)
         else:
             _link_new(tmp, target)
         _fsync(target.parent)
+    except OSError as error:  # disk full, quota, I/O error: one sentence, no file under the final name
+        raise OutputError(_write_failure(target, error)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _write_failure(target: Path, error: OSError) -> str:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"Output {target} could not be written: {os.strerror(error.errno).lower()} in {target.parent}; free "
+                f"space there or choose another folder (nothing was written under that name).")
+    return (f"Output {target} could not be written ({error.strerror or error}); check the folder {target.parent} "
+            f"(nothing was written under that name).")
 
 
 def _link_new(tmp: Path, target: Path) -> None:
@@ -64,8 +75,10 @@ def _link_new(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's (or a folder's entries') data to disk; best effort where the OS does not support it."""
+def _fsync(path: Path, strict: bool = False) -> None:
+    """Flush a file's (or a folder's entries') data to disk; best effort where the OS does not support it.
+
+    ``strict``: an error that means the data did not reach the disk (no space, quota, I/O) is raised."""
     flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
     try:
         fd = os.open(path, flags)
@@ -73,8 +86,9 @@ def _fsync(path: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as error:
+        if strict and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise
     finally:
         os.close(fd)
 

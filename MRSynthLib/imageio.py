@@ -14,7 +14,10 @@ import gzip
 import math
 import os
 import re
+import shutil
 import struct
+import sys
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +58,25 @@ def _quiet_itk() -> Iterator[None]:
         yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
+
+
+@contextlib.contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """Hold back what C libraries print straight to file descriptor 2 (NIfTI's "** ERROR: NWAD: wrote only ..."
+    on a full disk) while a file is written; MRSynth reports the failure in its own sentence instead."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def image_suffix(path: str | os.PathLike) -> str:
@@ -376,7 +398,41 @@ def write_image(
         image.SetMetaData(key, str(value))
     with atomic_path(target, overwrite) as tmp:
         try:
-            sitk.WriteImage(image, str(tmp), useCompression=compress and image_suffix(target) != ".nii")
+            with _native_stderr_held():
+                sitk.WriteImage(image, str(tmp), useCompression=compress and image_suffix(target) != ".nii")
         except RuntimeError as error:
-            raise OutputError(f"Could not write {target}: {str(error).strip().splitlines()[-1]}") from None
+            raise OutputError(f"Output {target} could not be written ({str(error).strip().splitlines()[-1]}; "
+                              f"{_free_kb(target.parent)} kB free in {target.parent}): free space there or choose "
+                              f"another folder (nothing was written under that name).") from None
+        _verify_written(tmp, target, image)
     return target
+
+
+def _free_kb(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free // 1024
+    except OSError:
+        return 0
+
+
+def _verify_written(tmp: Path, target: Path, image: sitk.Image) -> None:
+    """Read the written file back and compare it with ``image`` (size, spacing, voxels), before it gets its name.
+
+    ITK's writers report nothing when the disk fills up mid-write (the gzip stream is simply cut); the read-back
+    catches a damaged or short file, so no truncated volume is ever renamed into place."""
+    sitk = _sitk()
+    try:
+        if tmp.name.endswith(".gz"):
+            with gzip.open(tmp, "rb") as stream:
+                while stream.read(1 << 22):
+                    pass
+        with _quiet_itk():
+            back = sitk.ReadImage(str(tmp))
+        written, wanted = sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image)
+        same = (back.GetSize() == image.GetSize() and np.allclose(back.GetSpacing(), image.GetSpacing())
+                and np.array_equal(written, wanted, equal_nan=np.issubdtype(wanted.dtype, np.floating)))
+    except (OSError, EOFError, zlib.error, RuntimeError):
+        same = False
+    if not same:
+        raise OutputError(f"Output {target} came out damaged when read back ({_free_kb(target.parent)} kB free in {target.parent}: "
+                          f"disk full?); free space there or choose another folder (nothing was written under that name).")

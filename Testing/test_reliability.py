@@ -687,3 +687,54 @@ if __name__ == "__main__":
         print(corpus_markdown(), end="")
     else:
         sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
+
+
+@contextlib.contextmanager
+def _small_filesystem(root: Path, size: str):
+    """A real tmpfs of ``size`` mounted at ``root`` (needs root and mount rights; the caller skips otherwise)."""
+    root.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)], capture_output=True)
+    if mounted.returncode != 0:
+        root.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip() or 'mount failed'})")
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
+        root.rmdir()
+
+
+FULL_DISK = pytest.mark.skipif(not _is_root() or not shutil.which("mount"),
+                               reason="a real full disk needs root to mount a tmpfs")
+
+
+def _fill(folder: Path) -> None:
+    """Take every free byte of the file system at ``folder``."""
+    (folder / "filler.bin").write_bytes(b"\0" * shutil.disk_usage(folder).free)
+
+
+@FULL_DISK
+@pytest.mark.parametrize("output", ["syn.nii.gz", "syn.nii", "syn.nrrd"])
+def test_full_disk_leaves_no_file_and_one_line(workspace, tmp_path, capfd, output):
+    """On a real, full file system: one sentence, exit 2, nothing under the final names, no temporary file, and
+    nothing printed by ITK's C libraries (NIfTI's "** ERROR: NWAD ...")."""
+    with _small_filesystem(tmp_path / "full", "64k") as full:
+        _fill(full)
+        capfd.readouterr()
+        code = main(synth(workspace, full, f"t1={workspace.t1}", output=output))
+        err = capfd.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+        assert "free space there or choose another folder" in lines[0]
+        assert sorted(p.name for p in full.iterdir()) == ["filler.bin"]
+
+
+@FULL_DISK
+def test_full_disk_sidecar_write_is_one_sentence(tmp_path):
+    from MRSynthLib.atomic import write_json
+
+    with _small_filesystem(tmp_path / "full", "64k") as full:
+        _fill(full)
+        with pytest.raises(OutputError, match="no space left on device .* free space there"):
+            write_json(full / "syn.json", {"kind": "synthetic", "text": "x" * 10000})
+        assert sorted(p.name for p in full.iterdir()) == ["filler.bin"]
