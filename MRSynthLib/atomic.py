@@ -21,7 +21,7 @@ from MRSynthLib.errors import OutputError
 
 def _suffixes(path: Path) -> str:
     """Full multi-part suffix (``.nii.gz``), so writers that dispatch on extension still work."""
-    return "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
+    return "".join(path.suffixes[-2:]) if path.name.lower().endswith(".gz") else path.suffix
 
 
 @contextlib.contextmanager
@@ -34,7 +34,9 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     target = Path(path)
     check_writable(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{_suffixes(target)}", dir=target.parent)
+    # lower-case suffix: ITK picks its writer by the (case-sensitive) extension, so OUT.NII.GZ is written as .nii.gz
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{_suffixes(target).lower()}",
+                                    dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

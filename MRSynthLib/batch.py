@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from pathlib import Path
 
@@ -31,6 +32,25 @@ def case_outputs(output_dir: Path, case_id: str, target: str, samples: int, inpu
     )
 
 
+def _check_output_dir(output_dir: Path) -> None:
+    """Refuse an ``--output-dir`` that is a file or cannot be created/written, before any case is computed."""
+    from MRSynthLib.atomic import check_writable
+    from MRSynthLib.errors import OutputError
+
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"--output-dir {output_dir} is a file, not a folder: choose a folder path.")
+    check_writable(output_dir / "summary.csv", overwrite=True)
+
+
+def _case_folder(output_dir: Path, case_id: str) -> Path:
+    """``output_dir / case_id``, refused (the case fails) when the name would lead outside ``output_dir``."""
+    folder = output_dir / case_id
+    inside = Path(os.path.realpath(output_dir)) in Path(os.path.realpath(folder)).parents
+    if case_id in ("", ".", "..") or "/" in case_id or "\\" in case_id or not inside:
+        raise MRSynthError(f"case name {case_id!r} would write outside --output-dir {output_dir}: rename the case folder.")
+    return folder
+
+
 def run_batch(args) -> int:
     """Run the batch described by parsed CLI ``args``; returns the exit code."""
     from MRSynthLib.cases import discover_cases
@@ -39,6 +59,8 @@ def run_batch(args) -> int:
     from MRSynthLib.registry import resolve_model
     from MRSynthLib.synthesis import synthesize
 
+    args.samples = 1 if args.samples is None else args.samples  # `--samples` left out: deterministic
+    _check_output_dir(Path(args.output_dir))  # before any case runs
     bundle = resolve_model(args.model)
     target = canonical_contrast(args.target)
     broken: list[tuple[str, str]] = []  # case folders that cannot be read as a case fail alone
@@ -53,6 +75,12 @@ def run_batch(args) -> int:
         inputs = {c: case.images[c] for c in CANONICAL_CONTRASTS
                   if c in case.images and c != target and c in bundle.card.input_contrasts}
         row = {"case": case.case_id, "inputs": " ".join(inputs), "output": "", "message": ""}
+        try:
+            _case_folder(Path(args.output_dir), case.case_id)
+        except MRSynthError as error:
+            failed += 1
+            rows.append({**row, "status": "failed", "seconds": 0.0, "message": str(error)})
+            continue
         plan = case_outputs(Path(args.output_dir), case.case_id, target, args.samples, list(inputs), args.contributions)
         existing = [p for p in plan.all_paths() if p.exists()]
         if args.resume and existing and len(existing) == len(plan.all_paths()):

@@ -49,7 +49,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     _add_backend_args(p)
     p.add_argument("--seed", type=_seed, default=0, help="seed of the stochastic passes (default 0)")
-    p.add_argument("--samples", type=int, default=1, help="1 = deterministic; N >= 2 adds an uncertainty map from N passes")
+    p.add_argument("--samples", type=int, default=None,
+                   help="1 = deterministic (default); N >= 2 adds an uncertainty map from N passes (default 8 with "
+                        "--uncertainty)")
     p.add_argument("--no-register", action="store_true", help="only resample inputs onto the reference grid, never register")
     p.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
                    help="bar: messages on stderr; jsonl: JSON lines on stdout (for the Slicer module)")
@@ -136,9 +138,10 @@ def cmd_synthesize(args) -> int:
     from MRSynthLib.synthesis import parse_input_pairs, synthesize
 
     inputs = parse_input_pairs(args.input)
-    samples = args.samples if args.samples != 1 or not args.uncertainty else 8
+    samples = args.samples if args.samples is not None else (8 if args.uncertainty else 1)
     if args.uncertainty and samples < 2:
-        raise MRSynthError("--uncertainty needs --samples of at least 2.")
+        raise MRSynthError(f"--uncertainty needs --samples of at least 2, not {samples}: drop --samples (8 passes) or "
+                           f"give 2 or more.")
     plan = plan_outputs(args.output, args.uncertainty, args.contributions_dir, list(inputs), args.overwrite,
                         reads=image_reads(inputs))
     progress = Progress(args.progress)

@@ -49,27 +49,41 @@ def compare_models(args) -> list[Path]:
     if reference is not None:
         header.append((f"real {args.target}", reference, None))
     rows.append(header)
-    for bundle in bundles:
-        result = synthesize(inputs, args.target, model=bundle, samples=1, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window,
-                            screen=not getattr(args, "no_screening", False))
-        written += write_result(result, plans[bundle.card.name], overwrite=args.overwrite)
-        row = [(bundle.card.name, result.synthetic, None)]
-        if reference is not None:
-            report = evaluate_images(reference, result.synthetic, label_map=labels, hounsfield=hounsfield)
-            metric_rows.append({"model": bundle.card.name, "version": bundle.card.version, "method": bundle.card.method,
-                                "region": "brain", **{k: report["brain"][k] for k in scores},
-                                "seconds": round(sum(result.timings.values()), 2)})
-            for region, values in report.get("regions", {}).items():
-                metric_rows.append({"model": bundle.card.name, "version": bundle.card.version,
-                                    "method": bundle.card.method, "region": region,
-                                    **{k: values[k] for k in scores}, "seconds": ""})
-            row.append((f"|error| {bundle.card.name}", absolute_error_image(reference, result.synthetic), (0.0, 0.5)))
-        rows.append(row)
-    buffer = io.StringIO()
-    fields = ["model", "version", "method", "region", *scores, "seconds"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(metric_rows)
-    written.append(write_text(csv_path, buffer.getvalue(), overwrite=args.overwrite))
-    written.append(save_montage(rows, png_path, overwrite=args.overwrite))
+    try:
+        for bundle in bundles:
+            result = synthesize(inputs, args.target, model=bundle, samples=1, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window,
+                                screen=not getattr(args, "no_screening", False))
+            written += write_result(result, plans[bundle.card.name], overwrite=args.overwrite)
+            row = [(bundle.card.name, result.synthetic, None)]
+            if reference is not None:
+                report = evaluate_images(reference, result.synthetic, label_map=labels, hounsfield=hounsfield)
+                metric_rows.append({"model": bundle.card.name, "version": bundle.card.version, "method": bundle.card.method,
+                                    "region": "brain", **{k: report["brain"][k] for k in scores},
+                                    "seconds": round(sum(result.timings.values()), 2)})
+                for region, values in report.get("regions", {}).items():
+                    metric_rows.append({"model": bundle.card.name, "version": bundle.card.version,
+                                        "method": bundle.card.method, "region": region,
+                                        **{k: values[k] for k in scores}, "seconds": ""})
+                row.append((f"|error| {bundle.card.name}", absolute_error_image(reference, result.synthetic), (0.0, 0.5)))
+            rows.append(row)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["model", "version", "method", "region", *scores, "seconds"])
+        writer.writeheader()
+        writer.writerows(metric_rows)
+        written.append(write_text(csv_path, buffer.getvalue(), overwrite=args.overwrite))
+        written.append(save_montage(rows, png_path, overwrite=args.overwrite))
+    except BaseException:
+        _remove_new(written)  # a later model failed (or Ctrl-C): no half-finished comparison is left behind
+        raise
     return written
+
+
+def _remove_new(paths: list[Path]) -> None:
+    """Remove the files this comparison wrote, then the folders it left empty."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+    for folder in sorted({Path(p).parent for p in paths}, key=lambda f: len(f.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass

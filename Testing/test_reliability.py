@@ -738,3 +738,63 @@ def test_full_disk_sidecar_write_is_one_sentence(tmp_path):
         with pytest.raises(OutputError, match="no space left on device .* free space there"):
             write_json(full / "syn.json", {"kind": "synthetic", "text": "x" * 10000})
         assert sorted(p.name for p in full.iterdir()) == ["filler.bin"]
+
+
+def test_batch_output_dir_that_is_a_file_fails_before_any_case(workspace, tmp_path, capfd):
+    data = tmp_path / "data" / "a"
+    data.mkdir(parents=True)
+    shutil.copy(workspace.t1, data / "t1.nii.gz")
+    blocker = tmp_path / "out-file"
+    blocker.write_text("not a folder")
+    capfd.readouterr()
+    code = main(["batch", "--input-dir", str(tmp_path / "data"), "--target", "flair", "--output-dir", str(blocker),
+                 "--model", str(workspace.bundle), "--progress", "none"])
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "is a file, not a folder" in lines[0]
+
+
+def test_batch_case_named_dot_dot_cannot_write_outside(workspace, tmp_path, monkeypatch):
+    """``--input-dir ..`` naming a single case folder: the case would be called '..' and land beside --output-dir."""
+    case = tmp_path / "case"
+    (case / "here").mkdir(parents=True)
+    shutil.copy(workspace.t1, case / "t1.nii.gz")
+    monkeypatch.chdir(case / "here")
+    out = tmp_path / "runs" / "out"
+    code = main(["batch", "--input-dir", "..", "--target", "flair", "--output-dir", str(out), "--model",
+                 str(workspace.bundle), "--progress", "none"])
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    assert all(path.startswith("runs/out/") for path in written), written
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert code in (0, 1) and all(r["status"] in ("ok", "failed") for r in rows)
+    assert all("would write outside" in r["message"] for r in rows if r["status"] == "failed")
+
+
+def test_upper_case_output_suffix_is_written(workspace, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(synth(workspace, out, f"t1={workspace.t1}", output="OUT.NII.GZ")) == 0
+    assert read_image(out / "OUT.NII.GZ").GetSize() == read_image(workspace.t1).GetSize()
+
+
+def test_uncertainty_with_one_sample_is_refused(workspace, tmp_path, capfd):
+    out = tmp_path / "out"
+    out.mkdir()
+    capfd.readouterr()
+    code = main(synth(workspace, out, f"t1={workspace.t1}", extra=("--uncertainty", str(out / "u.nii.gz"),
+                                                                     "--samples", "1")))
+    assert code == 2 and "--uncertainty needs --samples of at least 2, not 1" in capfd.readouterr().err
+    assert not list(out.iterdir())
+
+
+def test_compare_leaves_nothing_when_a_later_model_fails(workspace, tmp_path, capfd):
+    """The second bundle cannot produce the target: the first model's finished files are removed too."""
+    broken = tmp_path / "t1-only"
+    shutil.copytree(workspace.bundle, broken)
+    card = json.loads((broken / "bundle.json").read_text())
+    card["name"], card["output_contrasts"] = "t1-only", ["t1"]
+    (broken / "bundle.json").write_text(json.dumps(card))
+    out = tmp_path / "cmp"
+    code = main(["compare", "--input", f"t1={workspace.t1}", "--target", "flair", "--output-dir", str(out),
+                 "--model", str(workspace.bundle), "--model", str(broken)])
+    assert code == 2 and "t1-only" in capfd.readouterr().err
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
