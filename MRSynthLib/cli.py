@@ -153,6 +153,9 @@ def cmd_synthesize(args) -> int:
     written = write_result(result, plan, overwrite=args.overwrite)
     progress.done(outputs=[str(p) for p in written], timings=result.timings)
     for name, path in inputs.items():
+        note = result.provenance.get("alignment", {}).get(name, {}).get("note")
+        if note:
+            print(f"mrsynth synthesize: note: input {name} ({path}): {note}.", file=sys.stderr)
         fraction = result.provenance.get("input_screening", {}).get("excluded_fraction", {}).get(name, 0.0)
         if fraction >= SCREENING_NOTE_FRACTION:
             print(f"mrsynth synthesize: note: the model cannot reconstruct input {name} ({path}) in {fraction:.0%} of the "

@@ -109,6 +109,7 @@ def common_grid(images: dict[str, sitk.Image], paths: dict[str, Path], register:
             record[name] = {"role": "same grid"}
             continue
         transform = None
+        apart = _separation_without_overlap(reference, image)
         if register is not False:
             progress(f"register {name}", 0.0)
             try:
@@ -127,7 +128,43 @@ def common_grid(images: dict[str, sitk.Image], paths: dict[str, Path], register:
         out[name] = resampled
         record[name] = {"role": "registered (rigid, mutual information)" if transform else "resampled (no registration)",
                         "transform": transform_to_dict(transform) if transform else None}
+        if apart is not None and transform is not None:
+            record[name]["note"] = (f"its field of view did not overlap {names[0]}'s before registration (centres "
+                                    f"{apart:.0f} mm apart); the registration moved it into place: check that both "
+                                    f"are of the same patient and session")
     return out, record
+
+
+def _physical_box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned physical bounding box ``(low, high)`` (mm) of the image's voxel corners."""
+    size = image.GetSize()
+    corners = [image.TransformContinuousIndexToPhysicalPoint([-0.5 + c * n for c, n in zip(bits, size)])
+               for bits in np.ndindex(2, 2, 2)]
+    points = np.asarray(corners)
+    return points.min(axis=0), points.max(axis=0)
+
+
+def _separation_without_overlap(a: sitk.Image, b: sitk.Image) -> float | None:
+    """Distance (mm) between the two images' centres when their physical boxes do not overlap at all, else None."""
+    (low_a, high_a), (low_b, high_b) = _physical_box(a), _physical_box(b)
+    if np.all(np.minimum(high_a, high_b) > np.maximum(low_a, low_b)):
+        return None
+    return float(np.linalg.norm((low_a + high_a) / 2 - (low_b + high_b) / 2))
+
+
+def refuse_repeated_files(paths: dict[str, Path]) -> None:
+    """One scan given for two contrasts (same file through any path, symlink or hard link) is refused."""
+    seen: dict[tuple, str] = {}
+    for name, path in paths.items():
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue  # a missing path is reported by the reader
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:
+            raise InputImageError(f"input {seen[key]} and input {name} are the same file ({path}): give each contrast "
+                                  f"its own scan.")
+        seen[key] = name
 
 
 def _contributions_on_reference(space, weights: dict[str, np.ndarray], mask: np.ndarray) -> dict:
@@ -236,6 +273,7 @@ def synthesize(
     bundle = model if isinstance(model, Bundle) else resolve_model(model)
     paths = {canonical_contrast(k): Path(v) for k, v in inputs.items()}
     target = check_contrasts(list(paths), target, bundle)
+    refuse_repeated_files(paths)
     report("read", 0.0)
     images = {name: load_input(path, f"input {name}") for name, path in paths.items()}
     lap("read")

@@ -188,3 +188,25 @@ def test_a_site_can_name_its_default_model(monkeypatch, tmp_path):
     monkeypatch.setenv("MRSYNTH_DEFAULT_MODEL", str(tmp_path / "missing"))
     with pytest.raises(BundleError, match="neither an installed bundle nor a folder"):
         resolve_model(None)
+
+
+def test_zscored_brain_on_a_zero_background_keeps_its_negative_tissue():
+    """Z-scored inside the brain, background exactly 0: before, the foreground step dropped the negative ~half."""
+    import SimpleITK as sitk
+
+    from MRSynthLib.preprocess import PreprocessSpec, shift_constant_background, to_model_space
+
+    brain = blob_array((20, 24, 28))
+    inside = brain > 0
+    zscored = np.where(inside, (brain - brain[inside].mean()) / brain[inside].std(), 0.0).astype(np.float32)
+    assert (zscored[inside] < 0).mean() > 0.2
+    shifted = sitk.GetArrayFromImage(shift_constant_background(make_image(zscored)))
+    assert np.all(shifted[~inside] == 0) and shifted[inside].min() == 0
+    assert np.allclose(shifted[inside], zscored[inside] - zscored.min())
+    ringing = np.where(inside, brain, 0.0).astype(np.float32)
+    ringing[inside & (np.arange(brain.size).reshape(brain.shape) % 100 == 0)] = -5.0  # 1 % negative ringing
+    image = make_image(ringing)
+    assert shift_constant_background(image) is image  # magnitude images with a little ringing are unchanged
+    spec = PreprocessSpec(spacing=(1.0, 1.2, 1.5))
+    kept = to_model_space({"t1": make_image(zscored)}, spec).mask.sum()
+    assert kept >= 0.99 * to_model_space({"t1": make_image(brain)}, spec).mask.sum()  # the darkest voxels may drop

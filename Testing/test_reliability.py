@@ -226,6 +226,13 @@ def _declares_huge(ws: Workspace) -> Path:
     return path
 
 
+def _symlink(ws: Workspace, target: Path, name: str) -> Path:
+    link = ws.bad(name)
+    if not link.exists():
+        link.symlink_to(target)
+    return link
+
+
 def _far_away(ws: Workspace) -> Path:
     image = read_image(ws.t2)
     image.SetOrigin((5000.0, 5000.0, 5000.0))
@@ -413,6 +420,9 @@ CORPUS: tuple[Case, ...] = (
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"t1ce={ws.t2}"), "t1ce"), fix="drop --input t1ce"),
     Case("same contrast twice", "--input t1=a --input T1w=b",
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"T1w={ws.t2}"), "t1"), fix="give each contrast once"),
+    Case("one file for two contrasts", "--input t1=a.nii.gz --input t2=<symlink to a.nii.gz>",
+         lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"t2={_symlink(ws, ws.t1, 'alias-of-t1.nii.gz')}"),
+                          "alias-of-t1.nii.gz"), fix="give each contrast its own scan"),
     Case("malformed --input", "--input t1 (no path)",
          lambda ws, out: (synth(ws, out, "t1"), "'t1'"), fix="CONTRAST=PATH"),
     Case("input contrast the model does not accept", "--input ct=... (model takes MR only)",
@@ -798,3 +808,14 @@ def test_compare_leaves_nothing_when_a_later_model_fails(workspace, tmp_path, ca
                  "--model", str(workspace.bundle), "--model", str(broken)])
     assert code == 2 and "t1-only" in capfd.readouterr().err
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_registering_an_input_from_metres_away_says_so(workspace, tmp_path, capfd):
+    out = tmp_path / "out"
+    out.mkdir()
+    far = _far_away(workspace)
+    capfd.readouterr()
+    assert main(synth(workspace, out, f"t1={workspace.t1}", f"t2={far}")) == 0
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mrsynth synthesize: note: input t2") and "mm apart" in lines[0]
+    assert "did not overlap" in json.loads((out / "syn.json").read_text())["alignment"]["t2"]["note"]
