@@ -29,6 +29,7 @@ import numpy as np
 from MRSynthLib.atomic import atomic_path
 from MRSynthLib.detached_headers import check_detached_data
 from MRSynthLib.errors import InputImageError, OutputError
+from MRSynthLib.nifti_transforms import check_nifti_transforms
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -38,6 +39,9 @@ READABLE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha
 HEADER_DESCRIPTION_LIMIT = 80  # NIfTI-1 ``descrip`` holds 80 bytes
 MAX_EXTENT_MM = 2000.0
 MAX_VOLUME_LITRES = 500.0
+MIN_EXTENT_MM = 5.0
+"""Smallest field of view accepted along any axis: less cannot hold any anatomy the models know (a header
+with spacings of a fraction of a millimetre gave a constant image before)."""
 """A field of view larger than a whole body means a wrong spacing in the header (and would exhaust memory)."""
 _NIFTI_HEADER_BYTES = 540  # NIfTI-2 header; NIfTI-1 uses the first 348
 
@@ -105,6 +109,7 @@ def read_image(path: str | os.PathLike, role: str = "input") -> sitk.Image:
     if p.stat().st_size == 0:
         raise InputImageError(f"{role} file {p} is empty (0 bytes): re-export or re-copy it.")
     check_detached_data(p, role)
+    check_nifti_transforms(p, role)
     _check_declared_size(p, role)
     _check_file_bytes(p, role)
     try:
@@ -303,6 +308,11 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "inpu
             f"{where} covers {' x '.join(f'{e:g}' for e in extent)} mm, more than a whole body (at most "
             f"{MAX_EXTENT_MM:g} mm along an axis and {MAX_VOLUME_LITRES:g} litres): the voxel spacing in its header "
             f"is probably wrong; fix the header."
+        )
+    if np.any(extent < MIN_EXTENT_MM):
+        raise InputImageError(
+            f"{where} covers only {' x '.join(f'{e:g}' for e in extent)} mm (at least {MIN_EXTENT_MM:g} mm along every "
+            f"axis is needed): the voxel spacing in its header is probably wrong; fix the header."
         )
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     if not np.allclose(direction @ direction.T, np.eye(3), atol=1e-3):

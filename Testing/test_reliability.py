@@ -226,6 +226,17 @@ def _declares_huge(ws: Workspace) -> Path:
     return path
 
 
+def _sheared_sform(ws: Workspace) -> Path:
+    """A NIfTI whose sform gains a shear of 0.5 mm per voxel (its qform is unchanged): 12 mm apart at the far corner."""
+    path = ws.bad("sheared-sform.nii")
+    sitk.WriteImage(make_image(blob_array(SHAPE), spacing=SPACING), str(path))
+    data = bytearray(path.read_bytes())
+    assert struct.unpack_from("<2h", data, 252)[1] > 0  # ITK writes an sform
+    struct.pack_into("<f", data, 284, struct.unpack_from("<f", data, 284)[0] + 0.5)  # srow_x[1]
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _symlink(ws: Workspace, target: Path, name: str) -> Path:
     link = ws.bad(name)
     if not link.exists():
@@ -391,11 +402,15 @@ CORPUS: tuple[Case, ...] = (
          _works(lambda ws: _nrrd(ws, "negative-spacing.nrrd", "spacings: -5 5 5")), exit_code=0),
     Case("huge spacing", "MetaImage header with ElementSpacing 1e6 5 5",
          _one("t1", lambda ws: _metaimage(ws, "huge-spacing.mha", spacing="1e6 5 5")), fix="fix the header"),
+    Case("tiny field of view", "24 voxels of 0.01 mm (0.24 mm) per axis",
+         _one("t1", lambda ws: _metaimage(ws, "tiny-fov.mha", spacing="0.01 0.01 0.01")), fix="fix the header"),
     Case("huge field of view", "24 voxels of 100 mm (2.4 m) per axis",
          _one("t1", lambda ws: _metaimage(ws, "huge-fov.mha", spacing="100 100 100")), fix="fix the header"),
     Case("non-orthogonal direction", "NRRD with sheared space directions",
          _one("t1", lambda ws: _nrrd(ws, "sheared.nrrd", "space: left-posterior-superior\n"
                                      "space directions: (5,0,0) (2.5,5,0) (0,0,5)")), fix="resample it"),
+    Case("sform and qform disagree", "NIfTI whose sform has a 0.5 mm/voxel shear its qform lacks",
+         _one("t1", _sheared_sform), fix="make them agree"),
     Case("fields of view do not overlap", "t2 moved 5 m away, --no-register",
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"t2={_far_away(ws)}", extra=("--no-register",)), "far.nrrd"),
          fix="check that both images"),
