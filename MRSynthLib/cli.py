@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an available contrast, e.g. --input t1=t1.nii.gz (repeat; the first is the reference grid)")
     p.add_argument("--target", required=True, help="contrast to synthesize (t1, t1ce, t2, flair, pd)")
     p.add_argument("--output", required=True, type=Path, help="synthetic volume (.nii.gz, .nii, .nrrd, .mha)")
+    p.add_argument("--series", action="append", default=[], metavar="CONTRAST=UID",
+                   help="for an --input that is a DICOM folder with several series: the SeriesInstanceUID to read")
     p.add_argument("--uncertainty", type=Path, help="uncertainty map path (implies --samples 8 unless given)")
     p.add_argument("--contributions-dir", type=Path, help="folder for one contribution map per input")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -135,9 +137,10 @@ def cmd_synthesize(args) -> int:
     from MRSynthLib.outputs import plan_outputs, write_result
     from MRSynthLib.path_guard import image_reads
     from MRSynthLib.progress import Progress
-    from MRSynthLib.synthesis import parse_input_pairs, synthesize
+    from MRSynthLib.synthesis import parse_input_pairs, parse_series_pairs, synthesize
 
     inputs = parse_input_pairs(args.input)
+    series = parse_series_pairs(args.series, inputs)
     samples = args.samples if args.samples is not None else (8 if args.uncertainty else 1)
     if args.uncertainty and samples < 2:
         raise MRSynthError(f"--uncertainty needs --samples of at least 2, not {samples}: drop --samples (8 passes) or "
@@ -148,7 +151,8 @@ def cmd_synthesize(args) -> int:
     result = synthesize(inputs, args.target, model=args.model, samples=samples, seed=args.seed,
                         device=args.device, backend=args.backend, threads=args.threads, window=args.window,
                         register=False if args.no_register else None, progress=progress,
-                        contributions=args.contributions_dir is not None, screen=not args.no_screening)
+                        contributions=args.contributions_dir is not None, screen=not args.no_screening,
+                        series=series)
     progress("write", 0.0)
     written = write_result(result, plan, overwrite=args.overwrite)
     progress.done(outputs=[str(p) for p in written], timings=result.timings)

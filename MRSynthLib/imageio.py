@@ -89,12 +89,12 @@ def image_suffix(path: str | os.PathLike) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
 
 
-def read_image(path: str | os.PathLike, role: str = "input") -> sitk.Image:
+def read_image(path: str | os.PathLike, role: str = "input", series: str | None = None) -> sitk.Image:
     """Read a NIfTI/NRRD/MetaImage file or a DICOM series folder.
 
     Args:
-        path: file, or folder holding exactly one DICOM series (the largest series is taken
-            when there are several).
+        path: file, or folder of DICOM files: one series, or several and ``series`` says which (its
+            SeriesInstanceUID; recorded in the image's metadata under :data:`DICOM_SERIES_KEY`).
         role: how the image is named in error messages (e.g. ``"input t1"``).
 
     Raises:
@@ -105,7 +105,9 @@ def read_image(path: str | os.PathLike, role: str = "input") -> sitk.Image:
     if not p.exists():
         raise InputImageError(f"{role} file {p} does not exist: check the path.")
     if p.is_dir():
-        return _read_dicom_series(p, role)
+        return _read_dicom_series(p, role, series)
+    if series is not None:
+        raise InputImageError(f"{role} {p} is a file, not a DICOM folder: drop its series choice.")
     if p.stat().st_size == 0:
         raise InputImageError(f"{role} file {p} is empty (0 bytes): re-export or re-copy it.")
     check_detached_data(p, role)
@@ -246,7 +248,11 @@ def _check_file_bytes(p: Path, role: str) -> None:
         )
 
 
-def _read_dicom_series(folder: Path, role: str) -> sitk.Image:
+DICOM_SERIES_KEY = "MRSynth.dicom_series"
+"""Metadata key of an image read from a DICOM folder: the SeriesInstanceUID that was read."""
+
+
+def _read_dicom_series(folder: Path, role: str, series: str | None = None) -> sitk.Image:
     sitk = _sitk()
     try:
         with _quiet_itk():
@@ -258,16 +264,25 @@ def _read_dicom_series(folder: Path, role: str) -> sitk.Image:
             f"{role} path {folder} is a folder without a DICOM series: give an image file or a DICOM series folder."
         )
     with _quiet_itk():
-        files = max(
-            (sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len
-        )
+        files = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
+    flag = f"--series {role.split()[-1]}=UID" if role.startswith("input ") else "a series UID"
+    listing = "; ".join(f"{sid}: {len(names)} files" for sid, names in files.items())
+    if series is not None and series not in files:
+        raise InputImageError(f"{role} folder {folder} has no DICOM series {series} (it holds {listing}): pass one of "
+                              f"those with {flag}.")
+    if series is None and len(files) > 1:
+        raise InputImageError(f"{role} folder {folder} holds {len(files)} DICOM series ({listing}): choose one with "
+                              f"{flag}, or give each series its own folder.")
+    chosen = series if series is not None else series_ids[0]
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
+    reader.SetFileNames(files[chosen])
     try:
         with _quiet_itk():
-            return reader.Execute()
+            image = reader.Execute()
     except RuntimeError:
         raise InputImageError(f"DICOM series in {folder} ({role}) could not be read: check it is complete.") from None
+    image.SetMetaData(DICOM_SERIES_KEY, chosen)
+    return image
 
 
 def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "input") -> sitk.Image:
@@ -339,9 +354,14 @@ def validate_image(image: sitk.Image, path: str | os.PathLike, role: str = "inpu
     return image
 
 
-def load_input(path: str | os.PathLike, role: str = "input") -> sitk.Image:
+def load_input(path: str | os.PathLike, role: str = "input", series: str | None = None) -> sitk.Image:
     """:func:`read_image` then :func:`validate_image`: a float32 3D volume or one clear error."""
-    return validate_image(read_image(path, role), path, role)
+    image = read_image(path, role, series)
+    chosen = image.GetMetaData(DICOM_SERIES_KEY) if image.HasMetaDataKey(DICOM_SERIES_KEY) else None
+    image = validate_image(image, path, role)
+    if chosen is not None:
+        image.SetMetaData(DICOM_SERIES_KEY, chosen)
+    return image
 
 
 def image_to_array(image: sitk.Image) -> np.ndarray:

@@ -20,7 +20,7 @@ from MRSynthLib.backends import effective_threads
 from MRSynthLib.bundle import SYNTHETIC_NOTICE, Bundle
 from MRSynthLib.contrasts import canonical_contrast
 from MRSynthLib.errors import ContrastError, InputImageError
-from MRSynthLib.imageio import grid_of, image_to_array, load_input
+from MRSynthLib.imageio import DICOM_SERIES_KEY, grid_of, image_to_array, load_input
 from MRSynthLib.input_digest import input_sha256
 from MRSynthLib.normalization import AIR_HU, ct_to_hounsfield
 from MRSynthLib.preprocess import to_model_space
@@ -64,6 +64,24 @@ def parse_input_pairs(pairs: list[str]) -> dict[str, Path]:
             raise ContrastError(f"Contrast {contrast} is given twice (--input {pair!r}): give each contrast once.")
         inputs[contrast] = Path(path.strip())
     return inputs
+
+
+def parse_series_pairs(pairs: list[str], inputs: dict[str, Path]) -> dict[str, str]:
+    """``["t1=1.2.840..."]`` → ``{"t1": "1.2.840..."}``: which DICOM series of an input folder to read.
+
+    Raises:
+        ContrastError: malformed pair, or a contrast that is not among ``inputs``.
+    """
+    chosen: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, uid = pair.partition("=")
+        if not sep or not name.strip() or not uid.strip():
+            raise ContrastError(f"--series {pair!r} must look like CONTRAST=SERIES_UID, e.g. --series t1=1.2.840.1.")
+        contrast = canonical_contrast(name.strip())
+        if contrast not in inputs:
+            raise ContrastError(f"--series {pair!r} names {contrast}, which is not an --input: give the input first.")
+        chosen[contrast] = uid.strip()
+    return chosen
 
 
 def check_contrasts(inputs: list[str], target: str, bundle: Bundle) -> str:
@@ -238,6 +256,7 @@ def synthesize(
     progress=None,
     contributions: bool = True,
     screen: bool = True,
+    series: dict[str, str] | None = None,
 ) -> SynthesisResult:
     """Synthesize ``target`` from ``inputs`` (contrast -> file); the first input's grid is the reference.
 
@@ -252,6 +271,7 @@ def synthesize(
             4 GB at 512x512x400); the result then has none. The CLI asks for them only with --contributions-dir.
         screen: input screening (:mod:`MRSynthLib.screening`) for bundles calibrated for it: input regions the
             autoencoder cannot reconstruct are down-weighted; the sidecar's ``input_screening`` says where.
+        series: contrast -> SeriesInstanceUID for inputs that are DICOM folders holding several series.
 
     Raises:
         MRSynthError: any problem with the inputs, contrasts or bundle, as one clear sentence.
@@ -275,7 +295,8 @@ def synthesize(
     target = check_contrasts(list(paths), target, bundle)
     refuse_repeated_files(paths)
     report("read", 0.0)
-    images = {name: load_input(path, f"input {name}") for name, path in paths.items()}
+    chosen_series = {canonical_contrast(k): v for k, v in (series or {}).items()}
+    images = {name: load_input(path, f"input {name}", chosen_series.get(name)) for name, path in paths.items()}
     lap("read")
     gridded, grid_record = common_grid(images, paths, register, report)
     lap("register_resample")
@@ -335,6 +356,8 @@ def synthesize(
         "target": target,
         "inputs": {name: str(path) for name, path in paths.items()},
         "input_sha256": {name: input_sha256(path) for name, path in paths.items()},
+        "dicom_series": {name: image.GetMetaData(DICOM_SERIES_KEY) for name, image in images.items()
+                         if image.HasMetaDataKey(DICOM_SERIES_KEY)},
         "reference_input": next(iter(paths)),
         "reference_grid": grid_of(images[next(iter(paths))]),
         "bundle": bundle.provenance(),

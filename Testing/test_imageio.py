@@ -7,7 +7,8 @@ import SimpleITK as sitk
 from conftest import blob_array, make_image
 
 from MRSynthLib.errors import InputImageError, OutputError
-from MRSynthLib.imageio import array_to_image, grid_of, image_to_array, load_input, read_image, write_image
+from MRSynthLib.imageio import (DICOM_SERIES_KEY, array_to_image, grid_of, image_to_array, load_input, read_image,
+                                 write_image)
 
 OBLIQUE = tuple(sitk.VersorTransform((0.2, 0.1, 1.0), 0.3).GetMatrix())
 
@@ -26,8 +27,8 @@ def test_round_trip_keeps_geometry_and_voxels(tmp_path, suffix):
     assert any("SYNTHETIC" in n for n in notes)
 
 
-def test_dicom_series_folder_is_read(tmp_path):
-    image = sitk.Cast(make_image(blob_array((6, 16, 16)), spacing=(1.0, 1.0, 2.0), origin=(0, 0, 0)), sitk.sitkInt16)
+def write_dicom_series(folder, image, uid="1.2.826.0.1.3680043.2.1125.1.1", prefix="s"):
+    """One DICOM file per slice of int16 ``image`` with SeriesInstanceUID ``uid``."""
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     saved_locale = locale.setlocale(locale.LC_ALL)  # GDCM's writer leaves the process in the C (ASCII) locale,
@@ -37,16 +38,42 @@ def test_dicom_series_folder_is_read(tmp_path):
             slice_.SetMetaData("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, z))))
             slice_.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
             slice_.SetMetaData("0020|0013", str(z))
-            slice_.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.1")
+            slice_.SetMetaData("0020|000e", uid)
+            slice_.SetMetaData("0008|0018", f"{uid}.{z + 1}")
             slice_.SetMetaData("0008|0060", "MR")
-            writer.SetFileName(str(tmp_path / f"{z:03d}.dcm"))
+            writer.SetFileName(str(folder / f"{prefix}{z:03d}.dcm"))
             writer.Execute(slice_)
     finally:
         locale.setlocale(locale.LC_ALL, saved_locale)
+
+
+def _int16_volume(seed=0, slices=6):
+    return sitk.Cast(make_image(blob_array((slices, 16, 16), seed=seed), spacing=(1.0, 1.0, 2.0), origin=(0, 0, 0)),
+                     sitk.sitkInt16)
+
+
+def test_dicom_series_folder_is_read(tmp_path):
+    image = _int16_volume()
+    write_dicom_series(tmp_path, image)
     back = load_input(tmp_path, "dicom")
     assert back.GetSize() == image.GetSize()
     np.testing.assert_allclose(back.GetSpacing(), (1.0, 1.0, 2.0), atol=1e-4)
     np.testing.assert_array_equal(image_to_array(back), image_to_array(image))
+    assert back.GetMetaData(DICOM_SERIES_KEY) == "1.2.826.0.1.3680043.2.1125.1.1"
+
+
+def test_a_folder_with_two_series_needs_a_choice(tmp_path):
+    first, second = _int16_volume(0, 6), _int16_volume(1, 4)
+    write_dicom_series(tmp_path, first, uid="1.2.3.1", prefix="a")
+    write_dicom_series(tmp_path, second, uid="1.2.3.2", prefix="b")
+    with pytest.raises(InputImageError, match=r"holds 2 DICOM series \(1.2.3.1: 6 files; 1.2.3.2: 4 files\): choose one "
+                                              r"with --series t1=UID"):
+        load_input(tmp_path, "input t1")
+    chosen = load_input(tmp_path, "input t1", series="1.2.3.2")
+    assert chosen.GetSize() == second.GetSize() and chosen.GetMetaData(DICOM_SERIES_KEY) == "1.2.3.2"
+    np.testing.assert_array_equal(image_to_array(chosen), image_to_array(second))
+    with pytest.raises(InputImageError, match="has no DICOM series 9.9"):
+        load_input(tmp_path, "input t1", series="9.9")
 
 
 def test_array_image_round_trip_is_zyx():

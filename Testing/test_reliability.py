@@ -834,3 +834,20 @@ def test_registering_an_input_from_metres_away_says_so(workspace, tmp_path, capf
     lines = capfd.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mrsynth synthesize: note: input t2") and "mm apart" in lines[0]
     assert "did not overlap" in json.loads((out / "syn.json").read_text())["alignment"]["t2"]["note"]
+
+
+def test_series_choice_reaches_the_sidecar(workspace, tmp_path, capfd):
+    from test_imageio import _int16_volume, write_dicom_series
+
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    write_dicom_series(folder, _int16_volume(0, 8), uid="1.2.3.1", prefix="a")
+    write_dicom_series(folder, _int16_volume(1, 8), uid="1.2.3.2", prefix="b")
+    out = tmp_path / "out"
+    out.mkdir()
+    capfd.readouterr()
+    assert main(synth(workspace, out, f"t1={folder}")) == 2
+    assert "--series t1=UID" in capfd.readouterr().err and not list(out.iterdir())
+    assert main(synth(workspace, out, f"t1={folder}", extra=("--series", "t1=1.2.3.2"))) == 0
+    sidecar = json.loads((out / "syn.json").read_text())
+    assert sidecar["dicom_series"] == {"t1": "1.2.3.2"} and len(sidecar["input_sha256"]["t1"]) == 64
