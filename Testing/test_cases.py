@@ -120,6 +120,9 @@ def test_nnunet_channel_map_and_errors(tmp_path):
     (tmp_path / "dataset.json").write_text("{not json")
     with pytest.raises(InputImageError, match="readable JSON"):
         discover_cases(tmp_path)
+    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"zero": "FLAIR"}}))
+    with pytest.raises(InputImageError, match="Channel key 'zero' .* must be a channel number"):
+        discover_cases(tmp_path)
 
 
 def test_errors_name_the_folder(tmp_path):
