@@ -204,6 +204,8 @@ class TrainConfig:
     stage2: OptimConfig = field(default_factory=OptimConfig)
     method: MethodConfig = field(default_factory=MethodConfig)  # stage-2 translator kind (training.stage2_config)
     regression: RegressionConfig = field(default_factory=RegressionConfig)  # `mrsynth-train regression` only
+    licence: str = ""  # the bundle card's licence statement; "" = MRSynth's default (Apache-2.0). Weights trained on
+    # data under non-commercial terms must say so here.
 
     def to_dict(self) -> dict:
         out = {
@@ -223,7 +225,13 @@ class TrainConfig:
         }
         if self.regression != RegressionConfig():  # absent by default: network run folders keep resolving equal
             out["regression"] = _plain(dataclasses.asdict(self.regression))
+        if self.licence:  # absent by default, like the sections above
+            out["licence"] = self.licence
         return out
+
+    def card_licence(self) -> dict:
+        """``{"licence": ...}`` for a bundle card when the config sets one (else the card's default applies)."""
+        return {"licence": self.licence} if self.licence else {}
 
 
 def _plain(value):

@@ -153,6 +153,7 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
                 "stage2_best_step": states["stage2"].get("step"),
             },
             citation=citation(config),
+            **config.card_licence(),
         )
         write_card(card, staging)
         if output.exists():

@@ -303,6 +303,7 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
                         "python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                         "config": config.to_dict()},
             citation=CITATION,
+            **config.card_licence(),
         )
         write_card(card, staging)
         if output.exists():

@@ -249,6 +249,7 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
                     "torch_version": torch.__version__, "python": platform.python_version(),
                     "stage2_best_step": best.get("step")},
         citation=CITATIONS[kind],
+        **config.card_licence(),
     )
     if kind == "wldm":
         from training.stage2_wldm import wldm_card
