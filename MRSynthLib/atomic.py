@@ -12,8 +12,9 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from MRSynthLib.errors import OutputError
@@ -129,3 +130,35 @@ def write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> P
 def write_json(path: str | os.PathLike, data: object, overwrite: bool = False) -> Path:
     """Atomically write pretty-printed JSON."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", overwrite)
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike, *, copy_existing: bool = False,
+                  ignore: Callable[[str, list[str]], set[str]] | None = None) -> Iterator[Path]:
+    """Yield a hidden sibling folder to fill; when the block succeeds it takes ``target``'s name.
+
+    The swap moves an existing ``target`` aside, renames the staged folder into place, then deletes the old
+    one, so ``target`` is always either the complete old folder or the complete new one (a bundle, a cache
+    entry). On failure the staged folder is removed and ``target`` is untouched.
+
+    Args:
+        copy_existing: start from a copy of ``target`` (edit in place, e.g. add ONNX graphs to a bundle).
+        ignore: ``shutil.copytree`` ignore callable for that copy.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = root / target.name
+    try:
+        if copy_existing:
+            shutil.copytree(target, staging, ignore=ignore)
+        else:
+            staging.mkdir()
+        staging.chmod(0o755)
+        yield staging
+        aside = root / ".previous"
+        if target.exists():
+            target.rename(aside)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(root)

@@ -27,7 +27,7 @@ def absolute_error_image(reference, prediction, brain_mask=None):
     return array_to_image(error.astype(np.float32), reference)
 
 
-def _scalar_float(image, path) -> "sitk.Image":
+def _scalar_float(image, path):
     """``image`` as float32, or one sentence when it is not one real value per voxel (colour, vector, complex)."""
     import SimpleITK as sitk
 

@@ -25,6 +25,9 @@ UNET = FusionConfig(hidden=8, num_blocks=1, body_levels=2)
 def test_unet_body_keeps_the_latent_grid_and_sees_beyond_the_single_scale_body():
     torch.manual_seed(0)
     translator = FusionTranslator(UNET).eval()
+    assert float(translator.body.scale) == 0.0  # ReZero: the body adds nothing at initialisation ...
+    with torch.no_grad():
+        translator.body.scale.fill_(1.0)  # ... and reaches far once trained (here: set by hand)
     latents = torch.zeros(1, 5, UNET.latent_channels, 16, 16, 16)
     available = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0]])
     base, weights = translator(latents, available, torch.tensor([3]))

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from MRSynthLib.atomic import staged_folder
 from MRSynthLib.bundle import load_bundle, write_card
 from MRSynthLib.errors import MRSynthError
 from MRSynthLib.screening import ScreeningConfig, block_errors
@@ -90,14 +89,9 @@ def calibrate(bundle_dir: str | Path, cases: int = 4, first_seed: int = 800, cas
                      "by": "python -m training.calibrate_screening", "mrsynth_version": MRSynthLib.__version__},
     )
     card = dataclasses.replace(bundle.card, networks={**bundle.card.networks, "screening": config.to_dict()})
-    with tempfile.TemporaryDirectory(prefix=".screening-", dir=folder.parent) as staging_root:
-        staging = Path(staging_root) / folder.name
-        shutil.copytree(folder, staging)
+    with staged_folder(folder, copy_existing=True) as staging:
         write_card(card, staging)
         load_bundle(staging)  # verifies the hashes and that the card parses
-        aside = Path(staging_root) / "previous"
-        folder.rename(aside)
-        staging.rename(folder)
     return folder
 
 

@@ -20,14 +20,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from MRSynthLib.atomic import staged_folder
 from MRSynthLib.preprocess import PreprocessSpec
 from training.data_sources import SourceCase
 
@@ -105,10 +104,7 @@ class PreprocessCache:
         arrays, record = preprocess_case(case, self.spec, register, self.registration_dir())
         if self.root is None:
             return arrays
-        target = self.case_dir(case)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with staged_folder(self.case_dir(case)) as staging:  # a cache entry is complete or absent
             for name, array in arrays.items():
                 np.save(staging / f"{name}.npy", array)
             key = {
@@ -116,12 +112,6 @@ class PreprocessCache:
                 "record": {**record, "seconds": round(time.perf_counter() - started, 3)},
             }
             (staging / "key.json").write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
         return arrays
 
     def load(self, case: SourceCase) -> dict[str, np.ndarray]:

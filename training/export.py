@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 
 import dataclasses
@@ -14,6 +12,7 @@ import dataclasses
 import torch
 
 import MRSynthLib
+from MRSynthLib.atomic import staged_folder
 from MRSynthLib.bundle import ModelCard, sha256_file, write_card
 from MRSynthLib.contrasts import MR_CONTRASTS
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
@@ -102,10 +101,7 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         if state is None:
             raise SystemExit(f"Run {run.root} has no {stage}/best.json: run `mrsynth-train {stage}` first.")
         states[stage] = state
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    staging.chmod(0o755)
-    try:
+    with staged_folder(output) as staging:  # the old bundle stays whole until the new one is complete
         weights = {}
         for stage, file_name in (("stage1", "autoencoder.safetensors"), ("stage2", "translator.safetensors")):
             tensors = {k: v.contiguous() for k, v in states[stage]["model"].items()}
@@ -156,10 +152,4 @@ def export_bundle(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
             **config.card_licence(),
         )
         write_card(card, staging)
-        if output.exists():
-            shutil.rmtree(output)
-        staging.replace(output)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return output

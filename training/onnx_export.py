@@ -21,7 +21,6 @@ import dataclasses
 import platform
 import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from MRSynthLib.atomic import staged_folder
 from MRSynthLib.bundle import Bundle, load_bundle, sha256_file, write_card
 from MRSynthLib.errors import MRSynthError
 
@@ -145,9 +145,7 @@ def add_onnx_parts(bundle_dir: str | Path) -> Path:
 
     folder = Path(bundle_dir)
     bundle = load_bundle(folder)
-    with tempfile.TemporaryDirectory(prefix=".onnx-export-", dir=folder.parent) as staging_root:
-        staging = Path(staging_root) / folder.name
-        shutil.copytree(folder, staging, ignore=shutil.ignore_patterns("onnx"))
+    with staged_folder(folder, copy_existing=True, ignore=shutil.ignore_patterns("onnx")) as staging:
         if "onnx" in bundle.card.networks:  # re-export: the staged copy starts without the old graphs
             previous = bundle.card
             write_card(dataclasses.replace(
@@ -176,10 +174,6 @@ def add_onnx_parts(bundle_dir: str | Path) -> Path:
             raise MRSynthError(f"ONNX graphs of {folder} differ from torch by {parity:.2e} (> {PARITY_TOLERANCE}): not written.")
         meta["parity"] = {"max_relative_difference": parity, "probe": "random 32x40x32, 2 inputs, 4 samples, float32"}
         write_card(dataclasses.replace(card, networks=networks, weights=weights), staging)
-        # swap: the old folder moves aside, the staged one takes its name, the old one is removed
-        aside = Path(staging_root) / "previous"
-        folder.rename(aside)
-        staging.rename(folder)
     return folder
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import itertools
 import platform
-import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from MRSynthLib.atomic import staged_folder
 from MRSynthLib.contrasts import CANONICAL_CONTRASTS
 from MRSynthLib.regression import METHOD, UNCERTAINTY, WEIGHTS_FILE, regressor_key
 from MRSynthLib.regression_features import FeatureSpec, contrast_features, mask_distance, voxel_features
@@ -275,10 +274,7 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
                    "train_cases": len(item.train_cases), "train_samples": item.train_samples,
                    "fit_seconds": round(item.seconds, 2)} for item in fitted]
     settings = {k: v for k, v in asdict(config.regression).items() if k not in ("tasks", "features")}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    staging.chmod(0o755)
-    try:
+    with staged_folder(output) as staging:  # the old bundle stays whole until the new one is complete
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "mrsynth-regression-trees", "version": "1"})
         (staging / WEIGHTS_FILE).chmod(0o644)  # readable like the card (safetensors writes 0600)
         card = ModelCard(
@@ -306,12 +302,6 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
             **config.card_licence(),
         )
         write_card(card, staging)
-        if output.exists():
-            shutil.rmtree(output)
-        staging.replace(output)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return output
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from MRSynthLib.atomic import staged_folder
 from MRSynthLib.bundle import ModelCard, load_bundle, sha256_file, write_card
 from MRSynthLib.errors import MRSynthError
 from MRSynthLib.translator_engines import KIND_PARTS, TorchGraphEngine, method_kind, weight_file
@@ -54,10 +53,7 @@ def write_translator_bundle(output: Path, card: ModelCard, parts: dict[str, torc
         raise ValueError(f"method {card.method!r} needs parts {KIND_PARTS.get(kind or '', ())}, not {sorted(parts)}")
     if output.exists() and not overwrite:
         raise MRSynthError(f"Bundle folder {output} already exists: pass --overwrite to replace it.")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    staging.chmod(0o755)
-    try:
+    with staged_folder(output) as staging:  # the old bundle stays whole until the new one is complete
         weights = {}
         for name, module in parts.items():
             tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
@@ -78,10 +74,4 @@ def write_translator_bundle(output: Path, card: ModelCard, parts: dict[str, torc
             raise MRSynthError(f"ONNX graphs of {output} differ from torch by {parity:.2e} (> {PARITY_TOLERANCE}): not written.")
         meta["parity"] = {"max_relative_difference": parity, "probe": "random 24x32x24, 3 samples, float32"}
         write_card(card, staging)
-        if output.exists():
-            shutil.rmtree(output)
-        staging.replace(output)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return output
