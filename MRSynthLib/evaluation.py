@@ -15,16 +15,13 @@ def absolute_error_image(reference, prediction, brain_mask=None):
     Both volumes are scaled by their own brain percentiles (see :class:`MRSynthLib.metrics.EvaluationProtocol`);
     the brain is ``brain_mask`` (nonzero) or the reference foreground. Voxels outside it are 0.
     """
-    import numpy as np
-
     from MRSynthLib.imageio import array_to_image, image_to_array
-    from MRSynthLib.metrics import EvaluationProtocol, foreground_mask, normalise
+    from MRSynthLib.metrics import brain_selection, normalised_error
 
-    protocol = EvaluationProtocol()
-    ref, pred = image_to_array(reference), image_to_array(prediction)
-    brain = image_to_array(brain_mask) > 0 if brain_mask is not None else foreground_mask(ref, protocol.foreground_fraction)
-    error = np.abs(normalise(ref, brain, protocol) - normalise(pred, brain, protocol)) * brain
-    return array_to_image(error.astype(np.float32), reference)
+    ref = image_to_array(reference)
+    brain = brain_selection(ref, image_to_array(brain_mask) if brain_mask is not None else None)
+    error = normalised_error(ref, image_to_array(prediction), brain)
+    return array_to_image(error.astype("float32"), reference)
 
 
 def _scalar_float(image, path):

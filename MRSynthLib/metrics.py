@@ -310,6 +310,21 @@ def _brain(
     return brain, "foreground"
 
 
+def brain_selection(reference: np.ndarray, brain_mask: np.ndarray | None = None,
+                    protocol: EvaluationProtocol | None = None) -> np.ndarray:
+    """The protocol's brain (bool, ``reference``'s shape): ``brain_mask`` (nonzero) or the reference foreground."""
+    return _brain(np.asarray(reference), brain_mask, protocol or EvaluationProtocol())[0]
+
+
+def normalised_error(reference: np.ndarray, prediction: np.ndarray, brain: np.ndarray,
+                     protocol: EvaluationProtocol | None = None) -> np.ndarray:
+    """``|normalise(reference) - normalise(prediction)|`` inside ``brain``, 0 outside (float64, the metrics' scale)."""
+    protocol = protocol or EvaluationProtocol()
+    error = np.abs(normalise(reference, brain, protocol) - normalise(prediction, brain, protocol))
+    error[~brain] = 0.0
+    return error
+
+
 def _finite(value: float) -> float | None:
     """JSON has no infinity: report an infinite PSNR (identical volumes) as None."""
     return float(value) if math.isfinite(value) else None

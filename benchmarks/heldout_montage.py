@@ -37,7 +37,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def case_rows(model: str, case_dir: Path, tasks, samples: int, seed: int = 0) -> list[dict]:
     """Synthesize every task the case answers; returns rows with images (SimpleITK) and scores."""
     from MRSynthLib.imageio import image_to_array, load_input
-    from MRSynthLib.metrics import EvaluationProtocol, _brain, evaluate_images, normalise, sharpness_ratio
+    from MRSynthLib.metrics import brain_selection, evaluate_images, normalised_error, sharpness_ratio
     from MRSynthLib.synthesis import synthesize
 
     files = {p.name.split(".")[0]: p for p in case_dir.iterdir() if p.name.endswith((".nii.gz", ".nii"))}
@@ -53,10 +53,8 @@ def case_rows(model: str, case_dir: Path, tasks, samples: int, seed: int = 0) ->
         mask_image = load_input(mask_path, "brainmask") if mask_path else None
         scores = evaluate_images(real, result.synthetic, brain_mask=mask_image)
         real_array, synthetic_array = image_to_array(real), image_to_array(result.synthetic)
-        protocol = EvaluationProtocol()
-        brain, _ = _brain(real_array, image_to_array(mask_image) if mask_image is not None else None, protocol)
-        error = np.abs(normalise(real_array, brain, protocol) - normalise(synthetic_array, brain, protocol))
-        error[~brain] = 0
+        brain = brain_selection(real_array, image_to_array(mask_image) if mask_image is not None else None)
+        error = normalised_error(real_array, synthetic_array, brain)
         row = {"case": case_dir.name, "task": task.label, "target": task.target, "inputs": list(task.inputs),
                "psnr": scores["brain"]["psnr"], "ssim": scores["brain"]["ssim"],
                "sharpness": sharpness_ratio(real_array, synthetic_array, brain),
