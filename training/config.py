@@ -184,6 +184,8 @@ class OptimConfig:
     grad_clip: float = 0.0  # > 0: clip the gradient norm to this (stage 1, fusion stage 2); 0 = off
     decode_size: tuple[int, ...] = ()  # stage 2: decode only this central part of the patch for the image loss
     # (the translator still sees the whole patch as context); () = decode the whole patch
+    augmented_copies: int = 0  # stage 2: extra encodings of every training volume whose inputs went through the
+    # intensity part of `augmentation` (gamma, bias field, scale, shift, noise; per contrast); targets stay clean
 
 
 @dataclass(frozen=True)
@@ -252,8 +254,8 @@ def _without_unset(out: dict, keys: tuple[str, ...]) -> dict:
 
 
 def _optim_dict(optim: OptimConfig) -> dict:
-    """A stage's optimiser section as stored (``grad_clip`` and ``decode_size`` only when set)."""
-    return _without_unset(_plain(dataclasses.asdict(optim)), ("grad_clip", "decode_size"))
+    """A stage's optimiser section as stored (keys added later only when set)."""
+    return _without_unset(_plain(dataclasses.asdict(optim)), ("grad_clip", "decode_size", "augmented_copies"))
 
 
 def _runtime_dict(runtime: RuntimeConfig) -> dict:

@@ -7,6 +7,8 @@ so one model serves every subset.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,7 +17,8 @@ from MRSynthLib.metrics import psnr
 from MRSynthLib.networks.autoencoder import FSQAutoencoder
 from MRSynthLib.networks.fusion import FusionTranslator, pad_to_multiple
 from training.acceleration import autocast, bf16_enabled
-from training.config import ConfigError, TrainConfig
+from training.augment import PatchAugmenter
+from training.config import AugmentationConfig, ConfigError, TrainConfig
 from training.data import Volume, random_patch_slices
 from training.losses import ImageLoss
 from training.runs import RunFolder, Timer
@@ -53,6 +56,35 @@ def encode_noise(autoencoder: FSQAutoencoder, volumes: list[Volume], seed: int) 
     return cached
 
 
+@torch.no_grad()
+def encode_augmented(autoencoder: FSQAutoencoder, volumes: list[Volume], slots: tuple[str, ...],
+                     augmentation: AugmentationConfig, copies: int, seed: int, clip: tuple[float, float] = (0.0, 1.5),
+                     progress: bool = False) -> list[list[torch.Tensor]]:
+    """Per volume: ``copies`` float16 ``(M, L, *s)`` codes of its contrasts after a random intensity augmentation.
+
+    Only the intensity transforms of ``augmentation`` apply (gamma, bias field, scale, shift, noise), drawn per
+    contrast and copy, inside the volume's mask; nothing moves, so input codes stay aligned with the clean target.
+    Scanner-like intensity variation reaches stage 2 this way although its latents are encoded once."""
+    from tqdm import tqdm
+
+    intensity_only = dataclasses.replace(augmentation, flip_probability=0.0, affine_probability=0.0)
+    augmenter = PatchAugmenter(intensity_only, clip)
+    if not augmenter.active or copies <= 0:
+        return [[] for _ in volumes]
+    out = []
+    for number, volume in enumerate(tqdm(volumes, desc="augmented latents", disable=not progress)):
+        present = [name for name in slots if name in volume.images]
+        stack = np.stack([volume.images[name] for name in present])
+        versions = []
+        for copy in range(copies):
+            images, _ = augmenter(stack, volume.mask, seed=int(seed * 100_003 + number * 101 + copy))
+            codes = {name: autoencoder.encode(torch.from_numpy(images[i])[None, None])[0] for i, name in enumerate(present)}
+            template = next(iter(codes.values()))
+            versions.append(torch.stack([codes.get(n, torch.zeros_like(template)) for n in slots]).half())
+        out.append(versions)
+    return out
+
+
 def random_subset(rng: np.random.Generator, present: list[int]) -> tuple[int, list[int]]:
     """A random target among ``present`` slots and a random non-empty subset of the rest."""
     target = int(rng.choice(present))
@@ -85,10 +117,12 @@ def decode_window(config: TrainConfig) -> tuple[tuple[slice, ...], tuple[slice, 
     return latent, image
 
 
-def sample_batch(volumes, latents, config: TrainConfig, rng, slots, noise_latents=None):
+def sample_batch(volumes, latents, config: TrainConfig, rng, slots, noise_latents=None, augmented=None):
     """Latent patches ``(B, M, L, *s)``, availability ``(B, M)``, targets ``(B,)``, target codes ``(B, L, *s)`` and
     image patches ``(B, 1, *d)`` (the central ``stage2.decode_size`` part of the patch).
 
+    With ``augmented`` (per volume, a list of augmented codes from :func:`encode_augmented`), the inputs of a sample
+    come from the clean codes or one of the augmented copies with equal chance; targets always from the clean ones.
     With ``noise_latents`` and ``config.stage2.corrupt_probability`` > 0, one of two or more inputs is
     replaced by the codes of a noise volume with that probability."""
     ds = config.autoencoder.downsampling
@@ -103,7 +137,11 @@ def sample_batch(volumes, latents, config: TrainConfig, rng, slots, noise_latent
         lwindow = tuple(slice(w.start // ds, w.stop // ds) for w in window)
         available = torch.zeros(len(slots))
         available[inputs] = 1.0
-        patch = codes[(slice(None), slice(None)) + lwindow].clone()
+        versions = [codes] + (list(augmented[index]) if augmented is not None else [])
+        source = versions[int(rng.integers(0, len(versions)))]
+        patch = source[(slice(None), slice(None)) + lwindow].float()  # a copy (augmented codes are float16)
+        if source is codes:
+            patch = patch.clone()
         patch[available == 0] = 0.0
         corrupt = config.stage2.corrupt_probability
         if noise_latents is not None and corrupt > 0 and len(inputs) >= 2 and rng.random() < corrupt:
@@ -157,6 +195,9 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
     train_latents = encode_volumes(autoencoder, train, slots)
     val_latents = encode_volumes(autoencoder, val, slots)
     noise_latents = encode_noise(autoencoder, train, config.seed + 2) if config.stage2.corrupt_probability > 0 else None
+    augmented = (encode_augmented(autoencoder, train, slots, config.augmentation, config.stage2.augmented_copies,
+                                  config.seed + 3, config.preprocessing.normalization.clip, progress)
+                 if config.stage2.augmented_copies > 0 else None)
     translator = FusionTranslator(config.translator)
     optimizer = torch.optim.AdamW(translator.parameters(), lr=config.stage2.lr, weight_decay=config.stage2.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.stage2.steps, 1))
@@ -174,7 +215,8 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
                total=config.stage2.steps)
     bf16 = bf16_enabled(config.runtime.bf16, torch.device("cpu"), config.runtime.cpu_bf16)
     for step in bar:
-        latents, available, target, target_codes, target_images = sample_batch(train, train_latents, config, rng, slots, noise_latents)
+        latents, available, target, target_codes, target_images = sample_batch(train, train_latents, config, rng, slots,
+                                                                               noise_latents, augmented)
         with autocast(bf16, torch.device("cpu")):
             prediction, _ = translator(latents, available, target)
             decoded = autoencoder.decode(prediction[(slice(None), slice(None)) + latent_crop])
