@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def check_nifti_transforms(path: str | os.PathLike, role: str) -> None:
         return
     try:
         distance = transform_disagreement_mm(p)
-    except (OSError, EOFError, struct.error, ValueError):
+    except (OSError, EOFError, struct.error, ValueError, zlib.error):
         return  # damaged files are reported by the reader in its own words
     if distance is not None and distance > TOLERANCE_MM:
         raise InputImageError(

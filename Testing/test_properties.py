@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from MRSynthLib.errors import MRSynthError
-from MRSynthLib.imageio import grid_of, image_to_array, load_input, read_image, write_image
+from MRSynthLib.imageio import MIN_EXTENT_MM, grid_of, image_to_array, load_input, read_image, write_image
 from MRSynthLib.preprocess import PreprocessSpec, to_model_space
 
 SETTINGS = settings(max_examples=30, deadline=None, database=None,
@@ -170,7 +170,10 @@ def valid_images(draw) -> sitk.Image:
     array = np.resize(np.asarray(values), int(np.prod(size_zyx))).reshape(size_zyx)
     array.flat[0], array.flat[-1] = low, high  # never constant
     image = sitk.GetImageFromArray(array.astype(dtype))
-    image.SetSpacing(draw(st.lists(st.floats(0.05, 20.0, allow_subnormal=False), min_size=3, max_size=3)))
+    # spacing from 0.05 mm, but every axis must cover MIN_EXTENT_MM (narrower fields of view are refused; 1 %
+    # margin for the float32 spacing of NIfTI headers)
+    image.SetSpacing([draw(st.floats(max(0.05, 1.01 * MIN_EXTENT_MM / n), 20.0, allow_subnormal=False))
+                      for n in reversed(size_zyx)])
     image.SetOrigin(draw(st.lists(st.floats(-1000.0, 1000.0, allow_subnormal=False), min_size=3, max_size=3)))
     image.SetDirection(_orthonormal(draw))
     return image
