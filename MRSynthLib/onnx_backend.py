@@ -88,9 +88,10 @@ class OnnxEngine:
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.sessions = {}
+        graphs = meta.get("graphs") if isinstance(meta, dict) else None
+        graphs = graphs if isinstance(graphs, dict) else {}  # a malformed section: onnx_session names the missing graph
         for name in GRAPHS:
-            graphs = meta.get("graphs") if isinstance(meta, dict) else None
-            self.sessions[name] = onnx_session(bundle, graphs.get(name) if isinstance(graphs, dict) else None, options)
+            self.sessions[name] = onnx_session(bundle, graphs.get(name), options)
         self.bundle = bundle
         try:
             self.slots = tuple(str(s) for s in meta["slots"])

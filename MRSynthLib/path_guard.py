@@ -38,7 +38,8 @@ def image_reads(images: dict[str, "str | os.PathLike"], flag: str = "--input") -
     return roles
 
 
-def _stat_key(path: Path) -> tuple[int, int] | None:
+def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(device, inode)`` of an existing file or folder (the same for symlinks and hard links), else None."""
     try:
         stat = os.stat(path)
     except OSError:
@@ -49,7 +50,7 @@ def _stat_key(path: Path) -> tuple[int, int] | None:
 def _name_key(path: Path) -> tuple[object, str]:
     """The resolved folder (by inode when it exists) and the case-folded file name."""
     folder = Path(os.path.realpath(path.parent if str(path.parent) else "."))
-    return (_stat_key(folder) or str(folder)), path.name.casefold()
+    return (file_identity(folder) or str(folder)), path.name.casefold()
 
 
 def check_outputs(outputs: Iterable[Role], inputs: Iterable[Role] = ()) -> None:
@@ -60,11 +61,11 @@ def check_outputs(outputs: Iterable[Role], inputs: Iterable[Role] = ()) -> None:
         if raw is None:
             continue
         path = Path(raw)
-        sources.append((role, path, _stat_key(path), Path(os.path.realpath(path)) if path.is_dir() else None))
+        sources.append((role, path, file_identity(path), Path(os.path.realpath(path)) if path.is_dir() else None))
     seen: dict[object, tuple[str, Path]] = {}
     for role, raw in outputs:
         path = Path(raw)
-        identity = _stat_key(path)
+        identity = file_identity(path)
         resolved = Path(os.path.realpath(path))
         for source_role, source, source_key, source_folder in sources:
             if identity is not None and identity == source_key:

@@ -48,6 +48,14 @@ class SynthesisResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _split_pair(pair: str, flag: str, value: str, example: str) -> tuple[str, str]:
+    """``"T1w=x"`` → ``("t1", "x")`` (canonical contrast, stripped value), or one sentence naming ``flag``."""
+    name, sep, rest = pair.partition("=")
+    if not sep or not name.strip() or not rest.strip():
+        raise ContrastError(f"{flag} {pair!r} must look like CONTRAST={value}, e.g. {flag} {example}.")
+    return canonical_contrast(name.strip()), rest.strip()
+
+
 def parse_input_pairs(pairs: list[str]) -> dict[str, Path]:
     """``["t1=a.nii.gz", "T2w=b.nii.gz"]`` → ``{"t1": Path("a.nii.gz"), "t2": Path("b.nii.gz")}``.
 
@@ -56,13 +64,10 @@ def parse_input_pairs(pairs: list[str]) -> dict[str, Path]:
     """
     inputs: dict[str, Path] = {}
     for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise ContrastError(f"--input {pair!r} must look like CONTRAST=PATH, e.g. --input t1=case/t1.nii.gz.")
-        contrast = canonical_contrast(name.strip())
+        contrast, path = _split_pair(pair, "--input", "PATH", "t1=case/t1.nii.gz")
         if contrast in inputs:
             raise ContrastError(f"Contrast {contrast} is given twice (--input {pair!r}): give each contrast once.")
-        inputs[contrast] = Path(path.strip())
+        inputs[contrast] = Path(path)
     return inputs
 
 
@@ -74,13 +79,10 @@ def parse_series_pairs(pairs: list[str], inputs: dict[str, Path]) -> dict[str, s
     """
     chosen: dict[str, str] = {}
     for pair in pairs:
-        name, sep, uid = pair.partition("=")
-        if not sep or not name.strip() or not uid.strip():
-            raise ContrastError(f"--series {pair!r} must look like CONTRAST=SERIES_UID, e.g. --series t1=1.2.840.1.")
-        contrast = canonical_contrast(name.strip())
+        contrast, uid = _split_pair(pair, "--series", "SERIES_UID", "t1=1.2.840.1")
         if contrast not in inputs:
             raise ContrastError(f"--series {pair!r} names {contrast}, which is not an --input: give the input first.")
-        chosen[contrast] = uid.strip()
+        chosen[contrast] = uid
     return chosen
 
 
@@ -172,13 +174,13 @@ def _separation_without_overlap(a: sitk.Image, b: sitk.Image) -> float | None:
 
 def refuse_repeated_files(paths: dict[str, Path]) -> None:
     """One scan given for two contrasts (same file through any path, symlink or hard link) is refused."""
+    from MRSynthLib.path_guard import file_identity
+
     seen: dict[tuple, str] = {}
     for name, path in paths.items():
-        try:
-            stat = os.stat(path)
-        except OSError:
+        key = file_identity(path)
+        if key is None:
             continue  # a missing path is reported by the reader
-        key = (stat.st_dev, stat.st_ino)
         if key in seen:
             raise InputImageError(f"input {seen[key]} and input {name} are the same file ({path}): give each contrast "
                                   f"its own scan.")

@@ -53,6 +53,12 @@ def test_augmented_copies_change_the_inputs_not_the_grid():
         assert version[slots.index("pd")].abs().sum() == 0  # missing contrasts stay empty
 
 
+def _latent_windows(codes: torch.Tensor):
+    """Every 16^3-voxel patch window (start a multiple of 4) of a 24^3 volume, on ``codes`` ``(..., 6, 6, 6)``."""
+    starts = range(0, 24 - 16 + 1, 4)
+    return [codes[..., z // 4:z // 4 + 4, y // 4:y // 4 + 4, x // 4:x // 4 + 4] for z in starts for y in starts for x in starts]
+
+
 def test_sampled_inputs_mix_clean_and_augmented_while_targets_stay_clean():
     config, _, volumes = _setup()
     autoencoder = _PoolingEncoder()
@@ -66,15 +72,9 @@ def test_sampled_inputs_mix_clean_and_augmented_while_targets_stay_clean():
         latents, available, target, target_codes, images = sample_batch(volumes, clean, config, rng, slots,
                                                                          None, copies)
         for b in range(latents.shape[0]):
-            t = int(target[b])
-            window = [s for s in range(0, 24 - 16 + 1, 4)]
             # the target codes are a window of the clean codes of the target contrast
-            matches = [torch.equal(target_codes[b], clean[0][t][:, z // 4:z // 4 + 4, y // 4:y // 4 + 4, x // 4:x // 4 + 4])
-                       for z in window for y in window for x in window]
-            assert any(matches)
+            assert any(torch.equal(target_codes[b], w) for w in _latent_windows(clean[0][int(target[b])]))
             given = [i for i in range(len(slots)) if available[b, i] > 0]
-            clean_windows = [clean[0][given][:, :, z // 4:z // 4 + 4, y // 4:y // 4 + 4, x // 4:x // 4 + 4]
-                             for z in window for y in window for x in window]
-            if not any(torch.allclose(latents[b][given], w, atol=1e-3) for w in clean_windows):
+            if not any(torch.allclose(latents[b][given], w, atol=1e-3) for w in _latent_windows(clean[0][given])):
                 seen_augmented = True  # differs by more than float16 rounding: an augmented copy
     assert seen_augmented

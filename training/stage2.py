@@ -139,9 +139,7 @@ def sample_batch(volumes, latents, config: TrainConfig, rng, slots, noise_latent
         available[inputs] = 1.0
         versions = [codes] + (list(augmented[index]) if augmented is not None else [])
         source = versions[int(rng.integers(0, len(versions)))]
-        patch = source[(slice(None), slice(None)) + lwindow].float()  # a copy (augmented codes are float16)
-        if source is codes:
-            patch = patch.clone()
+        patch = source[(slice(None), slice(None)) + lwindow].to(torch.float32, copy=True)  # copies are float16
         patch[available == 0] = 0.0
         corrupt = config.stage2.corrupt_probability
         if noise_latents is not None and corrupt > 0 and len(inputs) >= 2 and rng.random() < corrupt:
