@@ -21,6 +21,22 @@ EXTERNAL_DATA_MARK = b"\n\x08location"
 """How a tensor stored outside its graph file is serialised (TensorProto.external_data, key ``location``)."""
 
 
+def session_options(threads: int = 0):
+    """onnxruntime session options of every bundle graph: full graph optimisation, ``threads`` intra-op threads
+    (0 = onnxruntime's default), quiet logging. Raises MRSynthError when onnxruntime is missing."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MRSynthError("--backend onnx needs onnxruntime: pip install onnxruntime (or use --backend torch).") from None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
 def onnx_session(bundle: Bundle, file_name: str, options):
     """An onnxruntime session of the bundle's hashed graph ``file_name``, built from the verified bytes.
 
@@ -76,17 +92,8 @@ class OnnxEngine:
                 f"Bundle {bundle.path} has no ONNX graphs: use --backend torch, or add them with "
                 f"`mrsynth-train export-onnx {bundle.path}`."
             )
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MRSynthError("--backend onnx needs onnxruntime: pip install onnxruntime (or use --backend torch).") from None
+        options = session_options(threads)
         meta = bundle.card.networks["onnx"]
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads > 0:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         self.sessions = {}
         graphs = meta.get("graphs") if isinstance(meta, dict) else None
         graphs = graphs if isinstance(graphs, dict) else {}  # a malformed section: onnx_session names the missing graph

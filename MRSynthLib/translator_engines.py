@@ -17,7 +17,7 @@ import numpy as np
 
 from MRSynthLib.bundle import Bundle
 from MRSynthLib.errors import BundleError, MRSynthError
-from MRSynthLib.onnx_backend import onnx_session
+from MRSynthLib.onnx_backend import onnx_session, session_options
 
 LATENT_PREFIXES = ("fsq", "vq", "kl")
 """A method is ``<latent>-<kind>``: the autoencoder's latent (``fsq`` by default) and the translator kind."""
@@ -210,16 +210,7 @@ class OnnxGraphEngine(_GraphEngine):
         if not has_method_onnx_parts(bundle):
             raise BundleError(f"Bundle {bundle.path} has no ONNX graphs for {bundle.card.method}: use --backend torch, or "
                               f"re-export it with `mrsynth-train export`.")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MRSynthError("--backend onnx needs onnxruntime: pip install onnxruntime (or use --backend torch).") from None
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads > 0:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = session_options(threads)
         graphs = bundle.card.networks["onnx"]["graphs"]
         self.sessions = {}
         for name in KIND_GRAPHS[self.kind]:
