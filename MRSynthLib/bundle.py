@@ -86,6 +86,16 @@ class ModelCard:
     def short_description(self) -> str:
         return f"{self.name} {self.version} ({self.method})"
 
+    def seen_in_training(self, case_id: str) -> bool | None:
+        """Whether the case (folder name, e.g. ``"brats-gli-00001"``) was among the bundle's training or
+        validation cases: ``training_data.split`` holds ``source/case`` ids. None when the card does not list
+        its cases (bundles made before cards recorded them)."""
+        split = self.training_data.get("split") if isinstance(self.training_data, dict) else None
+        if not isinstance(split, dict):
+            return None
+        seen = [str(c) for name in ("train", "val") for c in split.get(name, ()) or ()]
+        return any(c == case_id or c.endswith("/" + case_id) for c in seen)
+
 
 BUNDLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 """A card's ``name``: also a folder name in ``mrsynth compare`` outputs, so no separators and no ``..``."""

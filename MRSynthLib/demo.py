@@ -84,10 +84,16 @@ def run_demo(args) -> int:
     if all((real_case / f"{c}.nii.gz").exists() for c in DEMO_INPUTS + (DEMO_TARGET,)):
         progress(f"real case {REAL_CASE}", 0.0)
         real_inputs = {c: real_case / f"{c}.nii.gz" for c in DEMO_INPUTS}
-        real_report, real_rows = _run_case(REAL_CASE, real_inputs, real_case / f"{DEMO_TARGET}.nii.gz", out / REAL_CASE,
+        seen = bundle.card.seen_in_training(REAL_CASE)
+        name = REAL_CASE + {True: " (in training data)", False: " (held out)", None: ""}[seen]
+        real_report, real_rows = _run_case(name, real_inputs, real_case / f"{DEMO_TARGET}.nii.gz", out / REAL_CASE,
                                            bundle, args.samples, engine_options, None, None, progress)
+        real_report["seen_in_training"] = seen
         reports[REAL_CASE] = real_report
         rows += real_rows
+        if seen:
+            print(f"(note: {REAL_CASE} was in the training data of {bundle.card.name}: its numbers are in-sample, not a "
+                  f"held-out result; docs/MODEL_CARD.md has the leave-one-case-out evaluation)")
     else:
         print(f"(no real case at {real_case}: phantom only)")
 

@@ -325,6 +325,26 @@ def normalised_error(reference: np.ndarray, prediction: np.ndarray, brain: np.nd
     return error
 
 
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two equal-length 1-D samples (average ranks for ties); NaN when either is
+    constant."""
+    from scipy.stats import spearmanr
+
+    a, b = np.ravel(a), np.ravel(b)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    value = spearmanr(a, b).statistic
+    return float(value) if np.isfinite(value) else float("nan")
+
+
+def uncertainty_error_correlation(reference: np.ndarray, prediction: np.ndarray, sigma: np.ndarray, brain: np.ndarray,
+                                  protocol: EvaluationProtocol | None = None) -> float:
+    """Does the uncertainty point at the errors? Spearman's correlation of ``sigma`` with the protocol's
+    :func:`normalised_error` over the ``brain`` voxels (all arrays one shape)."""
+    error = normalised_error(reference, prediction, brain, protocol)
+    return rank_correlation(np.asarray(sigma)[brain], error[brain])
+
+
 def _finite(value: float) -> float | None:
     """JSON has no infinity: report an infinite PSNR (identical volumes) as None."""
     return float(value) if math.isfinite(value) else None

@@ -11,7 +11,12 @@ neither scikit-learn nor torch is needed here. The card's ``networks["regression
 For given inputs the regressor whose input set is the largest subset of them is used (the exact set
 when it was trained); inputs it does not use get a contribution of 0.
 
-- **Uncertainty**: none. The trees are deterministic; asking for ``samples > 1`` is an error.
+- **Uncertainty**: bundles trained with an error model (``regression.error_model.folds`` >= 2) hold, per
+  regressor, a second ensemble that predicts the absolute error the regressor made on cases it had not
+  seen (out-of-fold residuals). Asked for an uncertainty map (``samples >= 2``), the map is that expected
+  absolute error times sqrt(pi/2), the standard deviation of a normal error with that mean absolute value,
+  in the same units as the synthetic image. It is computed in one deterministic pass: the number of
+  samples only switches it on. Bundles without error models refuse ``samples > 1``.
 - **Contributions**: tree-path attribution (Saabas): every split moves the tree's expected output;
   the moves are summed per input contrast over all trees, and each input's share of the absolute
   sums is its contribution (0..1, summing to 1 per voxel; equal shares where nothing moved). The
@@ -34,6 +39,14 @@ from MRSynthLib.tree_ensemble import TreeEnsemble
 METHOD = "regression"
 WEIGHTS_FILE = "regressors.safetensors"
 UNCERTAINTY = "none: the regression baseline is deterministic (no uncertainty map; --samples must be 1)"
+UNCERTAINTY_ERROR_MODEL = (
+    "expected error: per regressor, a second tree ensemble trained on its out-of-fold absolute residuals "
+    "(cases held out by fold) predicts the absolute error at each voxel; the map is that times sqrt(pi/2) "
+    "(the standard deviation of a normal error with that mean absolute value), from one deterministic pass "
+    "(--samples >= 2 only switches it on)"
+)
+ERROR_SCALE = float(np.sqrt(np.pi / 2.0))
+"""Mean absolute error -> standard deviation of a zero-mean normal error."""
 
 
 def regressor_key(target: str, inputs: tuple[str, ...]) -> str:
@@ -41,13 +54,20 @@ def regressor_key(target: str, inputs: tuple[str, ...]) -> str:
     return f"{target}_from_{'_'.join(inputs)}"
 
 
+def error_key(key: str) -> str:
+    """Tensor-name prefix of a regressor's error model: ``"t1ce_from_t1_t2"`` → ``"t1ce_from_t1_t2.error"``."""
+    return f"{key}.error"
+
+
 @dataclass(frozen=True)
 class Regressor:
-    """One trained (inputs → target) ensemble; its feature columns follow ``inputs`` in this order."""
+    """One trained (inputs → target) ensemble; its feature columns follow ``inputs`` in this order.
+    ``error``: the ensemble predicting its absolute error on unseen cases (same features), when trained."""
 
     target: str
     inputs: tuple[str, ...]
     trees: TreeEnsemble
+    error: TreeEnsemble | None = None
 
 
 class RegressionEngine:
@@ -76,7 +96,12 @@ class RegressionEngine:
         for entry in section["regressors"]:
             inputs = tuple(entry["inputs"])
             key = entry.get("key", regressor_key(entry["target"], inputs))
-            self.regressors.append(Regressor(entry["target"], inputs, TreeEnsemble.from_tensors(tensors, key)))
+            error = entry.get("error_model")
+            if error is not None and not (isinstance(error, dict) and isinstance(error.get("key"), str)):
+                raise BundleError(f"Model card of {card.name}: regressor {key} has an error_model without a key: "
+                                  f"re-export the bundle.")
+            self.regressors.append(Regressor(entry["target"], inputs, TreeEnsemble.from_tensors(tensors, key),
+                                             TreeEnsemble.from_tensors(tensors, error["key"]) if error else None))
 
     def choose(self, target: str, available: list[str]) -> Regressor:
         """The regressor for ``target`` using the most of ``available`` (exact input set when trained)."""
@@ -123,19 +148,22 @@ def predict(
     Args:
         arrays: contrast -> normalised model-space ``(z, y, x)`` array.
         mask: ``(z, y, x)`` bool foreground of the model space (outputs are 0 outside).
-        samples: must be 1 (no uncertainty); ``seed`` and ``window`` are accepted and unused.
+        samples: 1 = synthesis only; >= 2 adds the error model's uncertainty map (one pass whatever the
+            number; refused when the chosen regressor has no error model). ``seed`` and ``window`` are unused.
 
     Returns:
-        :class:`~MRSynthLib.inference.Prediction` with ``uncertainty=None`` and path-attribution contributions.
+        :class:`~MRSynthLib.inference.Prediction` with the ``(z, y, x)`` uncertainty (or None with one sample)
+        and path-attribution contributions.
     """
-    if samples != 1:
-        raise MRSynthError(
-            f"Model {engine.name} (method regression) has no uncertainty map: drop --uncertainty and --samples, "
-            f"or use a network bundle."
-        )
     report = progress or (lambda stage, fraction=0.0: None)
     names = list(arrays)
     regressor = engine.choose(target, names)
+    if samples != 1 and regressor.error is None:
+        raise MRSynthError(
+            f"Model {engine.name} (method regression) has no uncertainty map for {target} from "
+            f"{', '.join(regressor.inputs)}: drop --uncertainty and --samples, or use a bundle trained with an "
+            f"error model (regression.error_model.folds >= 2)."
+        )
     mask = np.asarray(mask, dtype=bool)
     report("features", 0.0)
     features = voxel_features(arrays, mask, regressor.inputs, engine.features, engine.spacing)
@@ -150,7 +178,12 @@ def predict(
         if name in regressor.inputs:
             share[mask] = shares[regressor.inputs.index(name)]
         contributions[name] = share
-    return Prediction(synthetic, None, contributions, windows=1)
+    uncertainty = None
+    if samples != 1:
+        report("uncertainty", 0.0)
+        uncertainty = np.zeros(mask.shape, dtype=np.float32)
+        uncertainty[mask] = ERROR_SCALE * np.maximum(regressor.error.predict(features)[0], 0.0)
+    return Prediction(synthetic, uncertainty, contributions, windows=1)
 
 
 def _shares(attributions: np.ndarray) -> np.ndarray:
@@ -161,5 +194,5 @@ def _shares(attributions: np.ndarray) -> np.ndarray:
     return np.where(total > 0, magnitude / np.where(total > 0, total, 1.0), equal).astype(np.float32)
 
 
-__all__ = ["METHOD", "UNCERTAINTY", "WEIGHTS_FILE", "RegressionEngine", "Regressor", "load_engine", "predict",
+__all__ = ["ERROR_SCALE", "METHOD", "UNCERTAINTY", "UNCERTAINTY_ERROR_MODEL", "WEIGHTS_FILE", "error_key", "RegressionEngine", "Regressor", "load_engine", "predict",
            "regressor_key"]

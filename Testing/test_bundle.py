@@ -109,3 +109,18 @@ def test_builtin_default_model_is_present_and_verifies():
     assert bundle.card.method == "fsq-fusion"
     assert {"t1", "t1ce", "t2", "flair"} <= set(bundle.card.input_contrasts)
     assert bundle.card.training_data and bundle.card.validation
+
+
+def _card(**extra) -> ModelCard:
+    return ModelCard(name="m", version="0.0.0", method="regression", input_contrasts=("t1",), output_contrasts=("t2",),
+                     preprocessing=PreprocessSpec(), networks={}, weights={}, **extra)
+
+
+def test_card_says_whether_a_case_was_seen_in_training():
+    card = _card(training_data={
+        "split": {"train": ["real/brats-gli-00001", "phantom/phantom-1000"], "val": ["real/tcga-du-7294"],
+                  "test": ["real/ms-ljubljana-p26"]}})
+    assert card.seen_in_training("brats-gli-00001") is True and card.seen_in_training("tcga-du-7294") is True
+    assert card.seen_in_training("ms-ljubljana-p26") is False  # a test case was held out
+    assert card.seen_in_training("gli-00001") is False  # whole ids only
+    assert _card().seen_in_training("x") is None  # not recorded

@@ -311,3 +311,103 @@ def test_real_eval_harness_leave_one_case_out(tiny_bundle, tmp_path):
     # the summary is the mean of the per-case numbers
     psnr = [r["brain"]["psnr"] for r in results if r["model"] == "regression" and r["target"] == "t2"]
     assert f"{np.mean(psnr):.2f} ± {np.std(psnr, ddof=1):.2f}" in text
+
+
+# --------------------------------------------------------------------------------------------- uncertainty
+
+
+def test_case_folds_deal_every_case_and_keep_no_fold_empty():
+    from training.regression import case_folds
+
+    folds = case_folds([f"c{i}" for i in range(7)], 4, seed=0)
+    assert sorted(folds) == [f"c{i}" for i in range(7)] and sorted(set(folds.values())) == [0, 1, 2, 3]
+    assert case_folds([f"c{i}" for i in range(7)], 4, seed=0) == folds  # seeded
+    assert set(case_folds(["a", "b"], 4, seed=0).values()) == {0, 1}  # fewer cases than folds: one case a fold
+
+
+def test_error_model_learns_where_unseen_cases_go_wrong():
+    """Cases whose target is noisy only where feature 0 is high: the out-of-fold error model predicts a larger
+    error there, and the exported trees say the same in numpy."""
+    from training.regression import CaseSamples, fit_error_model
+    from training.regression_config import ErrorModelConfig, RegressionConfig, RegressionTask
+
+    rng = np.random.default_rng(5)
+    spec = FeatureSpec(smoothing_mm=(2.0,), gradient_mm=2.0, mask_distance=False)  # 3 columns per contrast
+    cases = []
+    for index in range(4):
+        x = rng.uniform(0, 1, size=(3000, spec.per_contrast)).astype(np.float32)
+        y = (x[:, 0] + np.where(x[:, 0] > 0.5, rng.normal(0, 0.3, 3000), 0.0)).astype(np.float32)
+        cases.append(CaseSamples(f"case{index}", "toy", {"t1": x, "t2": np.repeat(y[:, None], spec.per_contrast, 1)},
+                                 np.zeros(3000, np.float32)))
+    config = RegressionConfig(samples_per_case=3000, max_iter=20, min_samples_leaf=20, features=spec,
+                              error_model=ErrorModelConfig(folds=2, max_iter=30, min_samples_leaf=50))
+    model = fit_error_model(cases, RegressionTask("t2", ("t1",)), config, seed=0)
+    assert model is not None and model.folds == 2 and model.out_of_fold_mae > 0
+    predicted = model.trees.predict(np.array([[0.25, 0.5, 0.5], [0.75, 0.5, 0.5]], dtype=np.float32))[0]
+    assert predicted[1] > 0.15 > 0.05 > predicted[0]  # E|N(0, 0.3)| = 0.24 on the noisy side, ~0 on the clean one
+    assert fit_error_model(cases[:1], RegressionTask("t2", ("t1",)), config, seed=0) is None  # one case: no folds
+    no_folds = RegressionConfig(samples_per_case=3000, features=spec)
+    assert fit_error_model(cases, RegressionTask("t2", ("t1",)), no_folds, seed=0) is None
+
+
+def test_error_model_folds_are_validated(tmp_path):
+    from training.regression_config import ErrorModelConfig
+
+    with pytest.raises(ValueError, match="error_model.folds must be 0"):
+        ErrorModelConfig(folds=1)
+
+
+@pytest.mark.slow
+def test_bundle_with_error_model_writes_an_uncertainty_map(tmp_path, capsys):
+    """Trained with ``error_model.folds``, the bundle pins the error trees and ``--uncertainty`` gives a
+    non-negative map inside the brain, the same for any number of samples."""
+    import SimpleITK as sitk
+
+    from MRSynthLib.cli import main as cli
+    from training.cli import main as train
+
+    config = tiny_config(tmp_path, tasks="    - {target: t1ce, inputs: [t1, t2]}\n")
+    text = config.read_text().replace("  max_iter: 8\n", "  max_iter: 8\n  error_model: {folds: 2, max_iter: 10, min_samples_leaf: 20}\n")
+    config.write_text(text, encoding="utf-8")
+    assert train(["regression", "--config", str(config), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    bundle = tmp_path / "run" / "bundle"
+    card = json.loads((bundle / "bundle.json").read_text())
+    (entry,) = card["networks"]["regression"]["regressors"]
+    assert entry["error_model"]["key"] == "t1ce_from_t1_t2.error" and entry["error_model"]["folds"] == 2
+    assert card["uncertainty"].startswith("expected error")
+    case = write_case(tmp_path / "case", seed=91)
+    args = ["synthesize", "--model", str(bundle), "--input", f"t1={case / 't1.nii.gz'}", "--input",
+            f"t2={case / 't2.nii.gz'}", "--target", "t1ce", "--progress", "none"]
+    maps = []
+    for samples in (2, 8):
+        out = tmp_path / f"out{samples}"
+        assert cli(args + ["--output", str(out / "t1ce.nii.gz"), "--uncertainty", str(out / "sd.nii.gz"),
+                           "--samples", str(samples)]) == 0
+        maps.append(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "sd.nii.gz"))))
+        sidecar = json.loads((out / "t1ce.json").read_text())
+        assert sidecar["uncertainty"].startswith("expected error")
+    np.testing.assert_array_equal(maps[0], maps[1])
+    brain = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "brainmask.nii.gz"))) > 0
+    assert maps[0].min() >= 0 and maps[0][brain].mean() > 0 and np.ptp(maps[0][brain]) > 0
+
+
+@pytest.mark.slow
+def test_real_eval_scores_the_uncertainty_of_leave_one_out_folds(tmp_path):
+    from benchmarks.real_eval import main
+
+    cases = tmp_path / "cases"
+    for i, name in enumerate(("case-a", "case-b")):
+        write_lesion_case(cases / name, seed=310 + i)
+    config = tiny_config(tmp_path, tasks="    - {target: t2, inputs: [t1]}\n", cases_root=cases)
+    config.write_text(config.read_text().replace(
+        "  max_iter: 8\n", "  max_iter: 8\n  error_model: {folds: 2, max_iter: 10, min_samples_leaf: 20}\n"))
+    report, work = tmp_path / "eval.md", tmp_path / "work"
+    assert main(["--models", "regression", "--cases", str(cases), "--regression-config", str(config),
+                 "--tasks", "t2<-t1", "--work-dir", str(work), "--output", str(report),
+                 "--uncertainty-samples", "2"]) == 0
+    results = json.loads((work / "results.json").read_text())["results"]
+    assert len(results) == 2 and all(r["uncertainty"]["samples"] == 2 for r in results)
+    assert all(-1 <= r["uncertainty"]["spearman"] <= 1 and r["uncertainty"]["mean_sigma"] > 0 for r in results)
+    text = report.read_text()
+    assert "## Uncertainty: does sigma point at the errors?" in text and "2 samples with an uncertainty map" in text
+    assert "| t2 ← {t1} | `regression` | 2 |" in text.split("## Uncertainty")[1]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.methods_table import END, START, error_by_uncertainty, markdown, replace_between_markers, spearman
+from MRSynthLib.metrics import rank_correlation as spearman
+from training.methods_table import END, START, error_by_uncertainty, markdown, replace_between_markers
 
 
 def test_spearman_is_the_rank_correlation_with_average_ties():

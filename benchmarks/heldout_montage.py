@@ -26,18 +26,10 @@ import numpy as np
 from benchmarks.real_eval import DEFAULT_CASES, DEFAULT_TASKS, parse_tasks
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two 1-D samples (average ranks for ties)."""
-    from scipy.stats import spearmanr
-
-    value = spearmanr(a, b).statistic
-    return float(value) if np.isfinite(value) else float("nan")
-
-
 def case_rows(model: str, case_dir: Path, tasks, samples: int, seed: int = 0) -> list[dict]:
     """Synthesize every task the case answers; returns rows with images (SimpleITK) and scores."""
     from MRSynthLib.imageio import image_to_array, load_input
-    from MRSynthLib.metrics import brain_selection, evaluate_images, normalised_error, sharpness_ratio
+    from MRSynthLib.metrics import brain_selection, evaluate_images, normalised_error, rank_correlation, sharpness_ratio
     from MRSynthLib.synthesis import synthesize
 
     files = {p.name.split(".")[0]: p for p in case_dir.iterdir() if p.name.endswith((".nii.gz", ".nii"))}
@@ -61,7 +53,7 @@ def case_rows(model: str, case_dir: Path, tasks, samples: int, seed: int = 0) ->
                "seconds": round(seconds, 1), "samples": samples}
         if result.uncertainty is not None:
             sigma = image_to_array(result.uncertainty)
-            row["spearman_sigma_error"] = spearman(sigma[brain], error[brain])
+            row["spearman_sigma_error"] = rank_correlation(sigma[brain], error[brain])
         row["_images"] = {"inputs": {c: load_input(files[c], c) for c in task.inputs}, "synthetic": result.synthetic,
                           "real": real, "error": _like(error.astype(np.float32), real),
                           "uncertainty": result.uncertainty,

@@ -34,6 +34,7 @@ def merge(paths: list[Path], only: list[str] | None) -> dict:
                 results.append(item)
     cases = sorted({item["case"] for item in results})
     record["cases"] = cases
+    record["uncertainty_samples"] = max(int(d["record"].get("uncertainty_samples", 0)) for d in documents)
     record["seconds"] = sum(float(d["record"].get("seconds", 0.0)) for d in documents)
     record["command"] = " + ".join(d["record"].get("command", "?") for d in documents) + (
         f" (merged by benchmarks.merge_eval, cases {', '.join(cases)})")

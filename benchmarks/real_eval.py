@@ -48,7 +48,7 @@ class Task:
 def case_task_from_dict(item: dict) -> CaseTask:
     """Inverse of :meth:`CaseTask.to_dict`."""
     return CaseTask(item["model"], item["case"], Task(item["target"], tuple(item["inputs"])), item["brain"],
-                    item["regions"], item["seconds"], item.get("secondary", {}))
+                    item["regions"], item["seconds"], item.get("secondary", {}), item.get("uncertainty"))
 
 
 def parse_tasks(text: str) -> list[Task]:
@@ -76,11 +76,15 @@ class CaseTask:
     regions: dict
     seconds: float
     secondary: dict = dataclasses.field(default_factory=dict)  # protocol name -> {"brain", "regions"}
+    uncertainty: dict | None = None  # {"samples", "spearman", "mean_sigma"} when an uncertainty map was asked for
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "case": self.case, "target": self.task.target, "inputs": list(self.task.inputs),
-                "brain": self.brain, "regions": self.regions, "seconds": round(self.seconds, 2),
-                "secondary": self.secondary}
+        out = {"model": self.model, "case": self.case, "target": self.task.target, "inputs": list(self.task.inputs),
+               "brain": self.brain, "regions": self.regions, "seconds": round(self.seconds, 2),
+               "secondary": self.secondary}
+        if self.uncertainty is not None:
+            out["uncertainty"] = self.uncertainty
+        return out
 
 
 class LeaveOneOutRegression:
@@ -163,9 +167,14 @@ def supports(bundle, task: Task) -> bool:
     return task.target in card.output_contrasts and set(task.inputs) <= set(card.input_contrasts)
 
 
-def score(case, task: Task, model, model_label: str, keep: Path | None = None) -> CaseTask:
+def score(case, task: Task, model, model_label: str, keep: Path | None = None, uncertainty_samples: int = 0) -> CaseTask:
     """Synthesize ``task`` for ``case`` (a :class:`MRSynthLib.cases.Case`) with ``model`` and score it under the
-    default protocol and each of :data:`SECONDARY`; ``keep``: also write the synthetic volume there."""
+    default protocol and each of :data:`SECONDARY`; ``keep``: also write the synthetic volume there.
+
+    ``uncertainty_samples`` >= 2: synthesize with that many samples instead of one deterministic pass and also
+    score the uncertainty map (Spearman's correlation of sigma with |error| in the brain, default protocol);
+    the image scores are then those of that synthesis. Models without an uncertainty map are scored without it.
+    """
     import numpy as np
     import SimpleITK as sitk
 
@@ -174,8 +183,21 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None) -
     from MRSynthLib.registration import resample_onto, same_grid
     from MRSynthLib.synthesis import synthesize
 
+    from MRSynthLib.errors import MRSynthError
+    from MRSynthLib.imageio import image_to_array
+    from MRSynthLib.metrics import brain_selection, uncertainty_error_correlation
+
+    inputs = {c: case.images[c] for c in task.inputs}
     started = time.perf_counter()
-    result = synthesize({c: case.images[c] for c in task.inputs}, task.target, model=model, samples=1)
+    result = None
+    if uncertainty_samples >= 2:
+        try:
+            result = synthesize(inputs, task.target, model=model, samples=uncertainty_samples)
+        except MRSynthError as error:
+            if "uncertainty" not in str(error):
+                raise
+    if result is None:
+        result = synthesize(inputs, task.target, model=model, samples=1)
     seconds = time.perf_counter() - started
     reference = load_input(case.images[task.target], f"{case.case_id} {task.target}")
     synthetic = result.synthetic
@@ -194,20 +216,34 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None) -
         labels = resample_onto(labels, reference, None, interpolator="nearest")
         values = [int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v != 0]
         regions = {"lesion": values} if values else None
+    uncertainty = None
+    if result.uncertainty is not None:
+        sigma = result.uncertainty
+        if not same_grid(sigma, reference):
+            sigma = resample_onto(sigma, reference, None)
+        reference_array = image_to_array(reference)
+        brain_array = brain_selection(reference_array, image_to_array(brain) if brain is not None else None)
+        sigma_array = image_to_array(sigma)
+        uncertainty = {"samples": uncertainty_samples,
+                       "spearman": uncertainty_error_correlation(reference_array, image_to_array(synthetic), sigma_array,
+                                                                 brain_array),
+                       "mean_sigma": float(sigma_array[brain_array].mean())}
     scores = {}
     for name, settings in {"default": {}, **SECONDARY}.items():
         report = evaluate_images(reference, synthetic, brain_mask=brain, label_map=labels if regions else None,
                                  label_regions=regions, protocol=EvaluationProtocol(**settings))
         scores[name] = {"brain": report["brain"], "regions": report["regions"]}
     primary = scores.pop("default")
-    return CaseTask(model_label, case.case_id, task, primary["brain"], primary["regions"], seconds, scores)
+    return CaseTask(model_label, case.case_id, task, primary["brain"], primary["regions"], seconds, scores, uncertainty)
 
 
 def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, regression_config: str,
-        only: list[str] | None = None, keep_outputs: bool = False, log=print) -> tuple[list[CaseTask], dict]:
+        only: list[str] | None = None, keep_outputs: bool = False, log=print, uncertainty_samples: int = 0
+        ) -> tuple[list[CaseTask], dict]:
     """Every model on every (case, task) the case supports; returns the scores and a run record.
 
     ``keep_outputs``: write every synthetic volume under ``work_dir/outputs/<model>/<case>/``.
+    ``uncertainty_samples``: see :func:`score`.
     """
     from MRSynthLib.cases import discover_cases
     from MRSynthLib.metrics import EvaluationProtocol
@@ -242,11 +278,12 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
                 if keep_outputs:
                     keep = (work_dir / "outputs" / Path(model).name / case.case_id
                             / f"{task.target}_from_{'_'.join(task.inputs)}.nii.gz")
-                item = score(case, task, bundle, model, keep)
+                item = score(case, task, bundle, model, keep, uncertainty_samples)
                 results.append(item)
                 lesion = item.regions.get("lesion")
                 log(f"{case.case_id} {task.label} {model}: PSNR {item.brain['psnr']:.2f} SSIM {item.brain['ssim']:.3f} "
                     f"MAE {item.brain['mae']:.4f}" + (f" | lesion PSNR {lesion['psnr']:.2f}" if lesion else "")
+                    + (f" | Spearman(sigma, |error|) {item.uncertainty['spearman']:+.3f}" if item.uncertainty else "")
                     + f" ({item.seconds:.0f} s)")
     record = {
         "cases_dir": str(cases_dir), "cases": [c.case_id for c in cases], "tasks": [t.label for t in tasks],
@@ -254,6 +291,7 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
         "protocol": EvaluationProtocol().to_dict(),
         "secondary_protocols": {name: EvaluationProtocol(**settings).to_dict() for name, settings in SECONDARY.items()},
         "skipped": skipped,
+        "uncertainty_samples": uncertainty_samples,
     }
     return results, record
 
@@ -270,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=Path("docs/MODEL_CARD_EVAL.md"), help="Markdown report")
     parser.add_argument("--json", type=Path, help="per-case results as JSON (default: <work-dir>/results.json)")
     parser.add_argument("--keep-outputs", action="store_true", help="write the synthetic volumes under <work-dir>/outputs")
+    parser.add_argument("--uncertainty-samples", type=int, default=0, metavar="N",
+                        help="N >= 2: synthesize with N samples and score the uncertainty map too (Spearman of sigma "
+                             "with |error|); default 0 = one deterministic pass")
     parser.add_argument("--render-only", type=Path, metavar="JSON",
                         help="only rewrite --output from the results JSON of an earlier run (no synthesis)")
     return parser
@@ -298,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     results, record = run(models, args.cases, parse_tasks(args.tasks), args.work_dir, args.regression_config,
-                          [c for c in args.only.split(",") if c] or None, keep_outputs=args.keep_outputs)
+                          [c for c in args.only.split(",") if c] or None, keep_outputs=args.keep_outputs,
+                          uncertainty_samples=args.uncertainty_samples)
     record["seconds"] = round(time.perf_counter() - started, 1)
     record["command"] = "python -m benchmarks.real_eval " + " ".join(argv if argv is not None else sys.argv[1:])
     record["git"], record["date"] = git_revision(), time.strftime("%Y-%m-%d")

@@ -113,6 +113,28 @@ def secondary_lines(results, record: dict) -> list[str]:
     return lines
 
 
+def uncertainty_lines(results, record: dict) -> list[str]:
+    """Spearman(sigma, |error|) per (task, model) and per case, when the run scored uncertainty maps."""
+    scored = [r for r in results if getattr(r, "uncertainty", None)]
+    if not scored:
+        return []
+    lines = ["## Uncertainty: does sigma point at the errors?", "",
+             f"Each model that has an uncertainty map synthesized with {record.get('uncertainty_samples')} samples "
+             "(the image scores above are of that synthesis); Spearman's rank correlation of its sigma with "
+             "|error| (default protocol) over the brain voxels of each case. Goal (issue 13): >= 0.3.", "",
+             "| task | model | cases | Spearman(sigma, abs error) mean | per case |", "|---|---|---|---|---|"]
+    keys = []
+    for item in scored:
+        if (item.task.label, item.model) not in keys:
+            keys.append((item.task.label, item.model))
+    for label, model in keys:
+        items = [r for r in scored if r.task.label == label and r.model == model]
+        values = [r.uncertainty["spearman"] for r in items]
+        per_case = ", ".join(f"{r.case} {r.uncertainty['spearman']:+.3f}" for r in items)
+        lines.append(f"| {label} | `{model}` | {len(items)} | {mean_sd(values, 3)} | {per_case} |")
+    return lines + [""]
+
+
 def render_report(results, record: dict) -> str:
     """The whole Markdown document."""
     models = record["models"]
@@ -142,8 +164,10 @@ def render_report(results, record: dict) -> str:
         "## Protocol",
         "",
         "Each model synthesizes the target from the case's own files through `MRSynthLib.synthesis.synthesize` "
-        "(the first input listed is the reference grid; the bundle's own model-space preprocessing; one "
-        "deterministic pass) and the output, on the target's grid, is compared with the acquired target by "
+        "(the first input listed is the reference grid; the bundle's own model-space preprocessing; "
+        + (f"{record['uncertainty_samples']} samples with an uncertainty map where the model has one, else one "
+           "deterministic pass" if record.get("uncertainty_samples", 0) >= 2 else "one deterministic pass")
+        + ") and the output, on the target's grid, is compared with the acquired target by "
         "`MRSynthLib.metrics.evaluate_images`. Brain: the case's `brainmask` file when it has one, else the "
         "reference foreground. Lesion: every nonzero voxel of the case's label file (MS lesion masks), only for "
         "cases that have one.",
@@ -161,6 +185,7 @@ def render_report(results, record: dict) -> str:
         "",
         *skipped_lines(record.get("skipped", [])),
         *secondary_lines(results, record),
+        *uncertainty_lines(results, record),
         "## Every case (default protocol)",
         "",
         header_cases,
@@ -170,4 +195,4 @@ def render_report(results, record: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["case_rows", "mean_sd", "render_report", "summary_rows"]
+__all__ = ["case_rows", "mean_sd", "render_report", "summary_rows", "uncertainty_lines"]

@@ -204,14 +204,17 @@ def describe_source(source: SourceConfig, spacing: tuple[float, float, float]) -
 
 
 def training_data_record(config: TrainConfig, split: Split | None) -> dict:
-    """The ``training_data`` part of a model card: sources, summary, case counts per split."""
+    """The ``training_data`` part of a model card: sources, summary, case counts per split and, with a split, the
+    case ids of each (``split``: ``{"train": [...], "val": [...], "test": [...]}``, ``source/case`` ids), so that a
+    reader can tell whether a given scan was seen in training."""
     data = config.data
     record: dict = {
         "source": "+".join(s.kind for s in data.sources),
         "summary": "; ".join(describe_source(s, config.preprocessing.spacing) for s in data.sources),
     }
     if split is not None:
-        record.update(train_cases=len(split.train), validation_cases=len(split.val), test_cases=len(split.test))
+        record.update(train_cases=len(split.train), validation_cases=len(split.val), test_cases=len(split.test),
+                      split=split.to_dict())
     else:
         phantoms = [s for s in data.sources if s.kind == "phantom"]
         record.update(train_cases=sum(s.train_cases for s in phantoms), validation_cases=sum(s.val_cases for s in phantoms))

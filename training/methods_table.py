@@ -105,24 +105,6 @@ class Score:
     engine: str = ""  # the backend that ran (``backend`` may be "auto")
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties) of two 1-D arrays."""
-    def ranks(values: np.ndarray) -> np.ndarray:
-        order = np.argsort(values, kind="stable")
-        sorted_values = values[order]
-        out = np.empty(len(values), np.float64)
-        starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-        ends = np.r_[starts[1:], len(values)]
-        for s, e in zip(starts, ends):
-            out[order[s:e]] = (s + e - 1) / 2.0
-        return out
-
-    ra, rb = ranks(np.asarray(a, np.float64)), ranks(np.asarray(b, np.float64))
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def error_by_uncertainty(std: np.ndarray, error: np.ndarray, bins: int = BINS) -> list[tuple[float, float]]:
     """``(mean std, mean |error|)`` per quantile bin of ``std`` (equal voxel counts, lowest std first)."""
     order = np.argsort(std, kind="stable")
@@ -197,7 +179,7 @@ def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads:
     from MRSynthLib.bundle import load_bundle
     from MRSynthLib.evaluation import absolute_error_image
     from MRSynthLib.imageio import image_to_array, read_image
-    from MRSynthLib.metrics import evaluate_images
+    from MRSynthLib.metrics import evaluate_images, rank_correlation
     from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
     from MRSynthLib.registry import resolve_model
     from MRSynthLib.synthesis import synthesize
@@ -241,7 +223,7 @@ def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads:
                             brain = image_to_array(mask) > 0
                             error = image_to_array(absolute_error_image(truth, result.synthetic, mask))[brain]
                             std = image_to_array(result.uncertainty)[brain]
-                            rho = spearman(std, error)
+                            rho = rank_correlation(std, error)
                             if backend == backends[0]:
                                 curve = curves.setdefault(label, ([], []))
                                 curve[0].append(std)

@@ -6,6 +6,9 @@
    its source's ``weight``) with the features (:mod:`MRSynthLib.regression_features`) of every contrast it has.
 3. One scikit-learn ``HistGradientBoostingRegressor`` per task (target from exactly these inputs),
    trained on the cases that have all of them.
+3b. With ``regression.error_model.folds`` >= 2, an error model per task (the uncertainty map): the task is
+   refit without each fold of cases, the held-out cases' absolute residuals become the targets of a
+   smaller ensemble on the same features (:class:`training.regression_config.ErrorModelConfig`).
 4. The trees are exported as flat arrays (:mod:`MRSynthLib.tree_ensemble`) into
    ``regressors.safetensors`` + ``bundle.json``; validation metrics come from the numpy predictor on
    the validation cases, so they measure exactly what inference runs.
@@ -24,7 +27,7 @@ import numpy as np
 
 from MRSynthLib.atomic import staged_folder
 from MRSynthLib.contrasts import CANONICAL_CONTRASTS
-from MRSynthLib.regression import METHOD, UNCERTAINTY, WEIGHTS_FILE, regressor_key
+from MRSynthLib.regression import METHOD, UNCERTAINTY, UNCERTAINTY_ERROR_MODEL, WEIGHTS_FILE, error_key, regressor_key
 from MRSynthLib.regression_features import FeatureSpec, contrast_features, mask_distance, voxel_features
 from MRSynthLib.tree_ensemble import TreeEnsemble, expected_values
 from training.config import TrainConfig
@@ -103,13 +106,17 @@ def task_matrix(samples: list[CaseSamples], task: RegressionTask, spec: FeatureS
     return np.concatenate(blocks), np.concatenate(targets), used
 
 
-def fit_task(features: np.ndarray, targets: np.ndarray, config: RegressionConfig, seed: int):
-    """A fitted ``HistGradientBoostingRegressor`` (scikit-learn is needed for training only)."""
+def _learner():
     try:
         from sklearn.ensemble import HistGradientBoostingRegressor
     except ImportError:
         raise SystemExit("mrsynth-train regression needs scikit-learn: pip install scikit-learn==1.9.1") from None
-    model = HistGradientBoostingRegressor(
+    return HistGradientBoostingRegressor
+
+
+def fit_task(features: np.ndarray, targets: np.ndarray, config: RegressionConfig, seed: int):
+    """A fitted ``HistGradientBoostingRegressor`` (scikit-learn is needed for training only)."""
+    model = _learner()(
         loss=config.loss, learning_rate=config.learning_rate, max_iter=config.max_iter,
         max_leaf_nodes=config.max_leaf_nodes, min_samples_leaf=config.min_samples_leaf,
         l2_regularization=config.l2_regularization, max_bins=config.max_bins,
@@ -117,6 +124,55 @@ def fit_task(features: np.ndarray, targets: np.ndarray, config: RegressionConfig
         n_iter_no_change=config.n_iter_no_change, random_state=seed,
     )
     return model.fit(features.astype(np.float64), targets.astype(np.float64))
+
+
+def case_folds(case_ids: list[str], folds: int, seed: int) -> dict[str, int]:
+    """Case id -> fold index: a seeded shuffle of the sorted ids dealt round-robin into ``min(folds, cases)`` folds
+    (every fold holds at least one case)."""
+    ordered = sorted(case_ids)
+    order = np.random.default_rng([seed, 104729]).permutation(len(ordered))
+    count = min(folds, len(ordered))
+    return {ordered[index]: position % count for position, index in enumerate(order)}
+
+
+@dataclass
+class ErrorModel:
+    """A regressor's uncertainty model: trees predicting its absolute error on unseen cases."""
+
+    trees: TreeEnsemble
+    folds: int
+    out_of_fold_mae: float
+    seconds: float
+
+
+def fit_error_model(samples: list[CaseSamples], task: RegressionTask, config: RegressionConfig, seed: int
+                    ) -> ErrorModel | None:
+    """Out-of-fold absolute residuals of ``task`` (refit without each fold of cases) and the ensemble that
+    predicts them from the features; None when fewer than 2 cases have the task or folds is 0."""
+    settings = config.error_model
+    per_case = [(case.case_id, *task_matrix([case], task, config.features)[:2]) for case in samples
+                if set(task.inputs) | {task.target} <= set(case.columns)]
+    if settings.folds < 2 or len(per_case) < 2:
+        return None
+    started = time.perf_counter()
+    fold_of = case_folds([case_id for case_id, _, _ in per_case], settings.folds, seed)
+    features, errors = [], []
+    for fold in sorted(set(fold_of.values())):
+        train = [(x, y) for case_id, x, y in per_case if fold_of[case_id] != fold]
+        held = [(x, y) for case_id, x, y in per_case if fold_of[case_id] == fold]
+        model = fit_task(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), config, seed)
+        for x, y in held:
+            features.append(x)
+            errors.append(np.abs(y - model.predict(x.astype(np.float64))))
+    features, errors = np.concatenate(features), np.concatenate(errors)
+    learner = _learner()(
+        loss="squared_error", learning_rate=settings.learning_rate, max_iter=settings.max_iter,
+        max_leaf_nodes=settings.max_leaf_nodes, min_samples_leaf=settings.min_samples_leaf, max_bins=config.max_bins,
+        early_stopping=config.early_stopping, validation_fraction=config.validation_fraction,
+        n_iter_no_change=config.n_iter_no_change, random_state=seed,
+    ).fit(features.astype(np.float64), errors)
+    return ErrorModel(ensemble_from_sklearn(learner), len(set(fold_of.values())), float(errors.mean()),
+                      time.perf_counter() - started)
 
 
 def ensemble_from_sklearn(model) -> TreeEnsemble:
@@ -165,6 +221,7 @@ class FittedTask:
     train_samples: int
     iterations: int
     seconds: float
+    error: ErrorModel | None = None
 
     @property
     def key(self) -> str:
@@ -206,11 +263,15 @@ def fit_regressors(samples: list[CaseSamples], config: TrainConfig, tasks: list[
                 continue
             started = time.perf_counter()
             model = fit_task(features, targets, settings, config.seed)
-            fitted.append(FittedTask(task, ensemble_from_sklearn(model), used, len(targets), int(model.n_iter_),
-                                     time.perf_counter() - started))
+            item = FittedTask(task, ensemble_from_sklearn(model), used, len(targets), int(model.n_iter_),
+                              time.perf_counter() - started)
+            item.error = fit_error_model(samples, task, settings, config.seed)
+            fitted.append(item)
             if log:
-                log(f"{fitted[-1].key}: {len(used)} cases, {len(targets)} voxels, {model.n_iter_} trees, "
-                    f"{fitted[-1].seconds:.1f} s")
+                error = (f"; error model {item.error.folds} folds, out-of-fold MAE {item.error.out_of_fold_mae:.4f}, "
+                         f"{item.error.seconds:.1f} s" if item.error else "")
+                log(f"{item.key}: {len(used)} cases, {len(targets)} voxels, {model.n_iter_} trees, "
+                    f"{item.seconds:.1f} s{error}")
     return fitted
 
 
@@ -267,12 +328,20 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
         raise SystemExit(f"Bundle folder {output} already exists: pass --overwrite to replace it.")
     spec = config.regression.features
     tensors = {}
+    regressors = []
     for item in fitted:
         tensors.update(item.trees.to_tensors(item.key))
-    regressors = [{"key": item.key, "target": item.task.target, "inputs": list(item.task.inputs),
-                   "features": spec.names(item.task.inputs), "trees": item.trees.trees, "nodes": len(item.trees.value),
-                   "train_cases": len(item.train_cases), "train_samples": item.train_samples,
-                   "fit_seconds": round(item.seconds, 2)} for item in fitted]
+        entry = {"key": item.key, "target": item.task.target, "inputs": list(item.task.inputs),
+                 "features": spec.names(item.task.inputs), "trees": item.trees.trees, "nodes": len(item.trees.value),
+                 "train_cases": len(item.train_cases), "train_samples": item.train_samples,
+                 "fit_seconds": round(item.seconds, 2)}
+        if item.error is not None:
+            tensors.update(item.error.trees.to_tensors(error_key(item.key)))
+            entry["error_model"] = {"key": error_key(item.key), "folds": item.error.folds, "trees": item.error.trees.trees,
+                                    "nodes": len(item.error.trees.value),
+                                    "out_of_fold_mae": round(item.error.out_of_fold_mae, 5),
+                                    "fit_seconds": round(item.error.seconds, 2)}
+        regressors.append(entry)
     settings = {k: v for k, v in asdict(config.regression).items() if k not in ("tasks", "features")}
     with staged_folder(output) as staging:  # the old bundle stays whole until the new one is complete
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "mrsynth-regression-trees", "version": "1"})
@@ -290,7 +359,7 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
                                           f"(trees exported to arrays; inference in numpy)",
                                "settings": settings}},
             weights={WEIGHTS_FILE: sha256_file(staging / WEIGHTS_FILE)},
-            uncertainty=UNCERTAINTY,
+            uncertainty=UNCERTAINTY_ERROR_MODEL if any(item.error for item in fitted) else UNCERTAINTY,
             training_data=training_data,
             validation={"protocol": "model space, validation cases, brain = model-space foreground; "
                                     + EvaluationProtocol().describe(), "regressors": validation},
@@ -331,5 +400,5 @@ def train_and_export(config: TrainConfig, run_dir: Path, output: Path | None = N
                                     training_data=training_data_record(config, data.split), validation=validation)
 
 
-__all__ = ["CaseSamples", "FittedTask", "collect_samples", "ensemble_from_sklearn", "export_regression_bundle",
+__all__ = ["CaseSamples", "ErrorModel", "FittedTask", "case_folds", "fit_error_model", "collect_samples", "ensemble_from_sklearn", "export_regression_bundle",
            "fit_regressors", "fit_task", "sample_case", "supported_tasks", "task_matrix", "train_and_export", "validate"]

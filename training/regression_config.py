@@ -37,6 +37,31 @@ class RegressionTask:
 
 
 @dataclass(frozen=True)
+class ErrorModelConfig:
+    """The uncertainty map of a regression bundle: a second, smaller tree ensemble per regressor that predicts
+    the absolute error the regressor makes on a case it was not trained on.
+
+    Its training targets are out-of-fold residuals: the training cases of a task are split into ``folds``
+    groups by case, the regressor is refit without each group and predicts it. The error a new scanner or
+    patient brings (not only the in-sample noise) is what it learns. ``folds`` 0 (default) = no error model
+    and no uncertainty map; 4 is a good start (training then fits every regressor ``folds + 1`` times).
+    """
+
+    folds: int = 0
+    max_iter: int = 100
+    learning_rate: float = 0.1
+    max_leaf_nodes: int = 15
+    min_samples_leaf: int = 100
+
+    def __post_init__(self) -> None:
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"error_model.folds must be 0 (no uncertainty map) or at least 2, not {self.folds}")
+        if self.max_iter < 1 or self.max_leaf_nodes < 2 or self.min_samples_leaf < 1 or not self.learning_rate > 0:
+            raise ValueError("error_model needs max_iter >= 1, max_leaf_nodes >= 2, min_samples_leaf >= 1 and "
+                             "learning_rate > 0")
+
+
+@dataclass(frozen=True)
 class RegressionConfig:
     """Which regressors to train, on how many voxels, with which boosting settings.
 
@@ -59,6 +84,7 @@ class RegressionConfig:
     early_stopping: bool = True
     validation_fraction: float = 0.1
     n_iter_no_change: int = 10
+    error_model: ErrorModelConfig = field(default_factory=ErrorModelConfig)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -67,4 +93,4 @@ class RegressionConfig:
             raise ValueError("samples_per_case must be >= 100, min_cases >= 1 and max_iter >= 1")
 
 
-__all__ = ["LOSSES", "RegressionConfig", "RegressionTask"]
+__all__ = ["LOSSES", "ErrorModelConfig", "RegressionConfig", "RegressionTask"]
