@@ -96,10 +96,11 @@ class LeaveOneOutRegression:
     once for all folds.
     """
 
-    def __init__(self, config_name: str, cases_dir: Path, work_dir: Path, log=print) -> None:
+    def __init__(self, config_name: str, cases_dir: Path, work_dir: Path, log=print, min_cases: int | None = None
+                 ) -> None:
         from training.config import SplitConfig, load_config
 
-        config = load_config(config_name)
+        config = load_regression_config(config_name, min_cases)
         resolved = cases_dir.resolve()
         self.labels = [s.label for s in config.data.sources
                        if s.kind != "phantom" and Path(s.root).expanduser().resolve() == resolved]
@@ -147,12 +148,22 @@ class LeaveOneOutRegression:
                                         training_data=record, validation={})
 
 
-def describe_regression(config_name: str) -> dict:
-    """What the leave-one-case-out folds of ``config_name`` are trained on and how (for the report)."""
+def load_regression_config(config_name: str, min_cases: int | None = None):
+    """The baseline's training config; ``min_cases`` replaces ``regression.min_cases`` (e.g. 4 lets a fold train
+    pd from the 4 phantoms alone when the only real pd case is held out)."""
     from training.config import load_config
-    from training.data import describe_source
 
     config = load_config(config_name)
+    if min_cases is not None:
+        config = dataclasses.replace(config, regression=dataclasses.replace(config.regression, min_cases=min_cases))
+    return config
+
+
+def describe_regression(config_name: str, min_cases: int | None = None) -> dict:
+    """What the leave-one-case-out folds of ``config_name`` are trained on and how (for the report)."""
+    from training.data import describe_source
+
+    config = load_regression_config(config_name, min_cases)
     settings = dataclasses.asdict(config.regression)
     settings.pop("tasks")
     return {"name": REGRESSION, "config": str(config_name), "protocol": "leave-one-case-out",
@@ -238,8 +249,8 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None, u
 
 
 def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, regression_config: str,
-        only: list[str] | None = None, keep_outputs: bool = False, log=print, uncertainty_samples: int = 0
-        ) -> tuple[list[CaseTask], dict]:
+        only: list[str] | None = None, keep_outputs: bool = False, log=print, uncertainty_samples: int = 0,
+        regression_min_cases: int | None = None) -> tuple[list[CaseTask], dict]:
     """Every model on every (case, task) the case supports; returns the scores and a run record.
 
     ``keep_outputs``: write every synthetic volume under ``work_dir/outputs/<model>/<case>/``.
@@ -252,9 +263,11 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
     cases = [c for c in discover_cases(cases_dir, "plain") if not only or c.case_id in only]
     if not cases:
         raise SystemExit(f"No case found in {cases_dir} (plain layout: <case>/<contrast>.nii.gz).")
-    folds = LeaveOneOutRegression(regression_config, cases_dir, work_dir, log) if REGRESSION in models else None
+    folds = (LeaveOneOutRegression(regression_config, cases_dir, work_dir, log, regression_min_cases)
+             if REGRESSION in models else None)
     bundles = {m: resolve_model(m) for m in models if m != REGRESSION}
-    described = {m: bundles[m].provenance() if m in bundles else describe_regression(regression_config) for m in models}
+    described = {m: bundles[m].provenance() if m in bundles else describe_regression(regression_config, regression_min_cases)
+                 for m in models}
     results, skipped = [], []
     for case in cases:
         case_tasks = [t for t in tasks if set(t.inputs) | {t.target} <= set(case.images)]
@@ -304,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"TARGET<-IN1,IN2;... (default {DEFAULT_TASKS})")
     parser.add_argument("--only", default="", help="comma-separated case ids to evaluate (default: all)")
     parser.add_argument("--regression-config", default="regression-real", help="training config of the baseline")
+    parser.add_argument("--regression-min-cases", type=int, metavar="N",
+                        help="replace the config's regression.min_cases in the folds (e.g. 4: pd from the phantoms "
+                             "alone when the only real pd case is held out)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/real-eval"), help="fold bundles and caches")
     parser.add_argument("--output", type=Path, default=Path("docs/MODEL_CARD_EVAL.md"), help="Markdown report")
     parser.add_argument("--json", type=Path, help="per-case results as JSON (default: <work-dir>/results.json)")
@@ -340,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results, record = run(models, args.cases, parse_tasks(args.tasks), args.work_dir, args.regression_config,
                           [c for c in args.only.split(",") if c] or None, keep_outputs=args.keep_outputs,
-                          uncertainty_samples=args.uncertainty_samples)
+                          uncertainty_samples=args.uncertainty_samples, regression_min_cases=args.regression_min_cases)
     record["seconds"] = round(time.perf_counter() - started, 1)
     record["command"] = "python -m benchmarks.real_eval " + " ".join(argv if argv is not None else sys.argv[1:])
     record["git"], record["date"] = git_revision(), time.strftime("%Y-%m-%d")

@@ -91,8 +91,17 @@ def regression_details(info: dict) -> str:
             f"{settings['max_iter']} trees of {settings['max_leaf_nodes']} leaves, learning rate "
             f"{settings['learning_rate']:g}, early stopping {settings['early_stopping']}), "
             f"{settings['samples_per_case']} foreground voxels per case (times the source weight), one regressor per "
-            f"evaluated task. Training sources: "
+            f"evaluated task, trained when at least {settings.get('min_cases', 1)} training cases have it"
+            + _error_model(settings) + ". Training sources: "
             + "; ".join(f"({i}) {text}" for i, text in enumerate(info["sources"], start=1)) + ".")
+
+
+def _error_model(settings: dict) -> str:
+    error = settings.get("error_model") or {}
+    if not error.get("folds"):
+        return ""
+    return (f"; uncertainty: an error model per regressor ({error['max_iter']} trees of {error['max_leaf_nodes']} "
+            f"leaves on the {error['folds']}-fold out-of-fold absolute residuals of the fold's training cases)")
 
 
 def skipped_lines(skipped: list[dict]) -> list[str]:
