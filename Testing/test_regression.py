@@ -409,6 +409,6 @@ def test_real_eval_scores_the_uncertainty_of_leave_one_out_folds(tmp_path):
     assert len(results) == 2 and all(r["uncertainty"]["samples"] == 2 for r in results)
     assert all(-1 <= r["uncertainty"]["spearman"] <= 1 and r["uncertainty"]["mean_sigma"] > 0 for r in results)
     text = report.read_text()
-    assert "## Uncertainty: does sigma point at the errors?" in text and "2 samples with an uncertainty map" in text
+    assert "## Uncertainty: does sigma point at the errors?" in text and "except `regression` with 2 samples and its uncertainty map" in text
     assert "| t2 ← {t1} | `regression` | 2 |" in text.split("## Uncertainty")[1]
     assert "trained when at least 3 training cases have it" in text and "2-fold out-of-fold absolute residuals" in text

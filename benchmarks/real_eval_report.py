@@ -122,14 +122,26 @@ def secondary_lines(results, record: dict) -> list[str]:
     return lines
 
 
+def _passes(results) -> str:
+    """How the syntheses ran: one deterministic pass, or N samples with an uncertainty map for some models."""
+    sampled = {}
+    for item in results:
+        if getattr(item, "uncertainty", None):
+            sampled.setdefault(item.model, set()).add(item.uncertainty["samples"])
+    if not sampled:
+        return "one deterministic pass"
+    listed = ", ".join(f"`{m}` with {'/'.join(map(str, sorted(n)))} samples" for m, n in sampled.items())
+    return f"one deterministic pass, except {listed} and its uncertainty map"
+
+
 def uncertainty_lines(results, record: dict) -> list[str]:
     """Spearman(sigma, |error|) per (task, model) and per case, when the run scored uncertainty maps."""
     scored = [r for r in results if getattr(r, "uncertainty", None)]
     if not scored:
         return []
     lines = ["## Uncertainty: does sigma point at the errors?", "",
-             f"Each model that has an uncertainty map synthesized with {record.get('uncertainty_samples')} samples "
-             "(the image scores above are of that synthesis); Spearman's rank correlation of its sigma with "
+             "For the models below, synthesized with their uncertainty map (the image scores above are of that "
+             "synthesis): Spearman's rank correlation of sigma with "
              "|error| (default protocol) over the brain voxels of each case. Goal (issue 13): >= 0.3.", "",
              "| task | model | cases | Spearman(sigma, abs error) mean | per case |", "|---|---|---|---|---|"]
     keys = []
@@ -174,9 +186,7 @@ def render_report(results, record: dict) -> str:
         "",
         "Each model synthesizes the target from the case's own files through `MRSynthLib.synthesis.synthesize` "
         "(the first input listed is the reference grid; the bundle's own model-space preprocessing; "
-        + (f"{record['uncertainty_samples']} samples with an uncertainty map where the model has one, else one "
-           "deterministic pass" if record.get("uncertainty_samples", 0) >= 2 else "one deterministic pass")
-        + ") and the output, on the target's grid, is compared with the acquired target by "
+        + _passes(results) + ") and the output, on the target's grid, is compared with the acquired target by "
         "`MRSynthLib.metrics.evaluate_images`. Brain: the case's `brainmask` file when it has one, else the "
         "reference foreground. Lesion: every nonzero voxel of the case's label file (MS lesion masks), only for "
         "cases that have one.",
