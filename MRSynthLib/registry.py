@@ -10,7 +10,9 @@ from pathlib import Path
 from MRSynthLib.bundle import CARD_NAME, Bundle, load_bundle
 from MRSynthLib.errors import BundleError
 
-DEFAULT_MODEL = "mrsynth-phantom-fsq"
+DEFAULT_MODEL = "mrsynth-regression"
+"""The shipped default: the bundle that measures best on held-out real cases (docs/MODEL_CARD.md). Since 2026-12-06
+the regression baseline with its error-model uncertainty; the latent models trained so far are below it."""
 DEFAULT_MODEL_VARIABLE = "MRSYNTH_DEFAULT_MODEL"
 """Environment variable naming the bundle (registry name or folder) used when no model is given."""
 

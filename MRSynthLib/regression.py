@@ -142,6 +142,7 @@ def predict(
     seed: int = 0,
     window: int | None = None,
     progress: Callable[[str, float], None] | None = None,
+    contributions: bool = True,
 ) -> Prediction:
     """Synthesize ``target`` from model-space inputs, voxel by voxel inside ``mask``.
 
@@ -150,6 +151,7 @@ def predict(
         mask: ``(z, y, x)`` bool foreground of the model space (outputs are 0 outside).
         samples: 1 = synthesis only; >= 2 adds the error model's uncertainty map (one pass whatever the
             number; refused when the chosen regressor has no error model). ``seed`` and ``window`` are unused.
+        contributions: False skips the path attributions (faster; the returned dict is empty).
 
     Returns:
         :class:`~MRSynthLib.inference.Prediction` with the ``(z, y, x)`` uncertainty (or None with one sample)
@@ -168,22 +170,24 @@ def predict(
     report("features", 0.0)
     features = voxel_features(arrays, mask, regressor.inputs, engine.features, engine.spacing)
     report("trees", 0.0)
-    values, attributions = regressor.trees.predict(features, engine.features.groups(regressor.inputs))
+    groups = engine.features.groups(regressor.inputs) if contributions else None
+    values, attributions = regressor.trees.predict(features, groups)
     synthetic = np.zeros(mask.shape, dtype=np.float32)
     synthetic[mask] = values
-    shares = _shares(attributions[:len(regressor.inputs)])
-    contributions = {}
-    for name in names:
-        share = np.zeros(mask.shape, dtype=np.float32)
-        if name in regressor.inputs:
-            share[mask] = shares[regressor.inputs.index(name)]
-        contributions[name] = share
+    maps = {}
+    if contributions:
+        shares = _shares(attributions[:len(regressor.inputs)])
+        for name in names:
+            share = np.zeros(mask.shape, dtype=np.float32)
+            if name in regressor.inputs:
+                share[mask] = shares[regressor.inputs.index(name)]
+            maps[name] = share
     uncertainty = None
     if samples != 1:
         report("uncertainty", 0.0)
         uncertainty = np.zeros(mask.shape, dtype=np.float32)
         uncertainty[mask] = ERROR_SCALE * np.maximum(regressor.error.predict(features)[0], 0.0)
-    return Prediction(synthetic, uncertainty, contributions, windows=1)
+    return Prediction(synthetic, uncertainty, maps, windows=1)
 
 
 def _shares(attributions: np.ndarray) -> np.ndarray:

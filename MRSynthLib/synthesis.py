@@ -312,7 +312,7 @@ def synthesize(
         from MRSynthLib.regression import load_engine
         from MRSynthLib.regression import predict as predict_voxels
 
-        predict = partial(predict_voxels, mask=space.mask)
+        predict = partial(predict_voxels, mask=space.mask, contributions=contributions)
     elif is_translator_method(bundle.card.method):  # ldm / cyclegan / targetcode (MRSynthLib.translator_inference)
         from functools import partial
 

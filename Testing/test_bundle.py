@@ -97,18 +97,24 @@ def test_builtin_regression_model_is_present_verifies_and_states_its_terms():
     """The classical baseline ships too (issue 13): trained on every co-registered real development case."""
     bundle = resolve_model("mrsynth-regression")
     card = bundle.card
-    assert card.method == "regression" and card.version == "1.0.0"
+    assert card.method == "regression" and card.version == "1.1.0"
     assert {"t1ce", "flair", "t2", "pd"} <= set(card.output_contrasts)
     assert "non-commercial" in card.licence.lower() and "CC BY-NC-SA" in card.licence
     assert card.provenance["git"] and not card.provenance["git"].endswith("-dirty")
     assert card.training_data["train_cases"]
 
 
-def test_builtin_default_model_is_present_and_verifies():
+def test_builtin_default_model_is_present_and_verifies(monkeypatch):
+    """The default is the model that measures best on held-out real cases; it must give an uncertainty map for
+    every task it offers, like the network models do."""
+    monkeypatch.delenv("MRSYNTH_DEFAULT_MODEL", raising=False)
     bundle = resolve_model(None)
-    assert bundle.card.method == "fsq-fusion"
+    assert bundle.card.name == "mrsynth-regression" and bundle.card.method == "regression"
     assert {"t1", "t1ce", "t2", "flair"} <= set(bundle.card.input_contrasts)
     assert bundle.card.training_data and bundle.card.validation
+    assert bundle.card.uncertainty.startswith("expected error")
+    assert all(entry["error_model"]["folds"] == 4 for entry in bundle.card.networks["regression"]["regressors"])
+    assert bundle.card.seen_in_training("brats-gli-00001") is True  # the demo's real case: said so in its output
 
 
 def _card(**extra) -> ModelCard:
