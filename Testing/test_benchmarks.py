@@ -79,12 +79,13 @@ def test_flops_of_the_default_bundle_match_torch_flop_counter():
 def test_quick_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
     report = tmp_path / "PERFORMANCE.md"
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--work-dir", str(tmp_path / "work"),
-         "--cache", str(tmp_path / "cache"), "--output", str(report)],
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--model", "mrsynth-phantom-fsq", "--work-dir",
+         str(tmp_path / "work"), "--cache", str(tmp_path / "cache"), "--output", str(report)],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     results = json.loads((tmp_path / "work" / "results.json").read_text())
     assert results["runs"] and all("result" in run for run in results["runs"])
+    assert "--model mrsynth-phantom-fsq" in results["command"]
     for run in results["runs"]:
         assert run["process"]["peak_rss_bytes"] > 50 * 2**20  # an interpreter with numpy and SimpleITK
         assert run["result"]["end_to_end_s"] > 0
@@ -107,6 +108,26 @@ def test_quick_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
     subprocess.run([sys.executable, "-m", "benchmarks.run", "--from-results", str(tmp_path / "work" / "results.json"),
                     "--output", str(again)], cwd=REPO, check=True, capture_output=True, timeout=120)
     assert again.read_text() == text  # the report is a function of the results alone
+
+
+@pytest.mark.slow
+def test_quick_benchmark_of_the_default_regression_model(tmp_path):
+    """The default model is a regression bundle: numpy backend, its own stages, no network sections."""
+    report = tmp_path / "PERFORMANCE.md"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--work-dir", str(tmp_path / "work"),
+         "--cache", str(tmp_path / "cache"), "--output", str(report)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    results = json.loads((tmp_path / "work" / "results.json").read_text())
+    assert results["bundle"].startswith("mrsynth-regression") and results["throughput"] == []
+    assert {run["config"]["backend"] for run in results["runs"]} == {"numpy"}
+    for run in results["runs"]:
+        assert {"features", "trees"} <= set(run["result"]["timings_s"]) and run["result"]["graphs"] == {}
+        assert ("uncertainty" in run["result"]["timings_s"]) == (run["config"]["samples"] > 1)
+    text = report.read_text()
+    assert "| deterministic end-to-end | numpy |" in text and "## Networks" not in text
+    assert "A regression bundle (numpy trees per voxel" in text
 
 
 def _itk_to_reference(space, array, background):

@@ -21,7 +21,7 @@ class RunConfig:
     """One measured configuration; each runs in its own fresh process."""
 
     case: str
-    backend: str  # torch | onnx
+    backend: str  # torch | onnx | numpy (regression bundles)
     samples: int
     threads: int
     window: int | None = None  # None = automatic sliding windows
@@ -59,7 +59,9 @@ def _grid(case: str, backends, samples, threads, window=None) -> list[RunConfig]
     return [RunConfig(case, b, s, t, window) for t in threads for b in backends for s in samples]
 
 
-def full_plan(include_real: bool = True) -> BenchPlan:
+def full_plan(include_real: bool = True, backends: tuple[str, ...] = ("torch", "onnx")) -> BenchPlan:
+    """``make bench``. ``backends``: those the bundle runs on (``("numpy",)`` for a regression bundle); the
+    single-backend rows (8 samples on the head, the large volume) use the last one."""
     cases: list[CaseSpec | ExistingCase] = [
         CaseSpec("brats", (240, 240, 155), description="BraTS size: 240x240x155 at 1 mm, the three inputs on one grid"),
         CaseSpec("head", (256, 256, 192), flair_slice_mm=3.0,
@@ -67,24 +69,28 @@ def full_plan(include_real: bool = True) -> BenchPlan:
         CaseSpec("large", (256, 256, 200), upsample=2,
                  description="512x512x400 at 0.5 mm (a 1 mm phantom of 256x256x200 resampled), the three inputs on one grid"),
     ]
-    runs = (_grid("brats", ("torch", "onnx"), (1, 8), (2,)) + _grid("brats", ("torch", "onnx"), (1,), (1,))
-            + _grid("head", ("torch", "onnx"), (1,), (2,)) + [RunConfig("head", "onnx", 8, 2)])
+    fast = backends[-1]
+    runs = (_grid("brats", backends, (1, 8), (2,)) + _grid("brats", backends, (1,), (1,))
+            + _grid("head", backends, (1,), (2,)) + [RunConfig("head", fast, 8, 2)])
     if include_real and REAL_BRATS_CASE.is_dir():
         cases.append(ExistingCase("brats-real", REAL_BRATS_CASE,
                                   "real BraTS 2023 case brats-gli-00001 (240x240x155 at 1 mm, int16, skull-stripped)"))
-        runs += _grid("brats-real", ("torch", "onnx"), (1,), (2,))
-    runs += [RunConfig("large", "onnx", 1, 2), RunConfig("large", "onnx", 1, 2, window=80)]
+        runs += _grid("brats-real", backends, (1,), (2,))
+    runs += [RunConfig("large", fast, 1, 2)]
+    if fast != "numpy":  # sliding windows are a network setting
+        runs += [RunConfig("large", fast, 1, 2, window=80)]
     return BenchPlan("full", tuple(cases), tuple(runs), ConvProbe(channels=32, edge=64, repeats=3), (1, 2))
 
 
-def quick_plan() -> BenchPlan:
+def quick_plan(backends: tuple[str, ...] = ("onnx",)) -> BenchPlan:
     cases = (
         CaseSpec("tiny", (16, 20, 14), spacing=(2.0, 2.0, 2.0), description="16x20x14 at 2 mm"),
         CaseSpec("tiny-clinical", (16, 16, 12), spacing=(3.0, 3.0, 3.0), upsample=2, flair_slice_mm=4.5,
                  description="32x32x24 at 1.5 mm (upsampled), FLAIR on 4.5 mm slices (registered)"),
     )
     # onnxruntime only: a worker that imports torch and MONAI alone takes longer than the whole quick plan
-    runs = (RunConfig("tiny", "onnx", 1, 1), RunConfig("tiny", "onnx", 2, 1),
-            RunConfig("tiny-clinical", "onnx", 2, 1, window=20))
+    fast = backends[-1]
+    runs = (RunConfig("tiny", fast, 1, 1), RunConfig("tiny", fast, 2, 1),
+            RunConfig("tiny-clinical", fast, 2, 1, window=None if fast == "numpy" else 20))
     targets = TargetSpec(case="tiny", threads=1, samples=2)
     return BenchPlan("quick", cases, runs, ConvProbe(channels=16, edge=24, repeats=1), (1,), targets, timeout_s=120.0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-STAGES = ("read", "register_resample", "preprocess", "load_model", "encode", "translate", "decode", "uncertainty",
-          "blend", "postprocess", "write")
+STAGES = ("read", "register_resample", "preprocess", "load_model", "encode", "translate", "decode", "features", "trees",
+          "uncertainty", "blend", "postprocess", "write")
 STAGE_TITLES = {"read": "read", "register_resample": "register / resample", "preprocess": "preprocess",
                 "load_model": "load model", "encode": "encode", "translate": "translate", "decode": "decode",
-                "uncertainty": "uncertainty", "blend": "blend", "postprocess": "postprocess", "write": "write"}
+                "features": "features", "trees": "trees", "uncertainty": "uncertainty", "blend": "blend",
+                "postprocess": "postprocess", "write": "write"}
+BACKENDS = ("torch", "onnx", "numpy")
 GRAPHS = ("encoder", "translator_fuse", "translator_head", "decoder")
 GIB = 2**30
 
@@ -37,7 +39,7 @@ def _load(run: dict) -> str:
 def _probe(results: dict, backend: str, threads: int) -> tuple[float, float] | None:
     """The probe convolution's (GFLOP/s, GFLOP per CPU second) for this backend and thread count."""
     for row in results["throughput"]:
-        if row["threads"] == threads:
+        if row["threads"] == threads and backend in row:
             return row[backend], row[f"{backend}_per_cpu_s"]
     return None
 
@@ -56,7 +58,8 @@ def _section_targets(results: dict) -> list[str]:
              f"MRSynthLib (the process column of the stage table adds interpreter start-up and imports).", "",
              "| target | backend | measured | limit | met | CPU-time bound |", "|---|---|---|---|---|---|"]
     misses = []
-    for backend in ("torch", "onnx"):
+    measured = {r["config"]["backend"] for r in results["runs"]}
+    for backend in [b for b in BACKENDS if b in measured]:
         one = _find(results["runs"], case=t["case"], backend=backend, samples=1, threads=t["threads"], window=None)
         many = _find(results["runs"], case=t["case"], backend=backend, samples=t["samples"], threads=t["threads"],
                      window=None)
@@ -109,7 +112,8 @@ def _profile(run: dict, top: int = 4) -> str:
     network_gflop, network_s = _network(run)
     parts = [f"{STAGE_TITLES.get(k, k)} {v:.1f} CPU s ({100 * v / total_cpu:.0f} %; wall {wall.get(k, 0.0):.1f} s, "
              f"{100 * wall.get(k, 0.0) / total_wall:.0f} %)" for v, k in ranked]
-    return ", ".join(parts) + f"; the networks compute {network_gflop:.0f} GFLOP in {network_s:.1f} s wall"
+    networks = f"; the networks compute {network_gflop:.0f} GFLOP in {network_s:.1f} s wall" if network_s else ""
+    return ", ".join(parts) + networks
 
 
 def _section_machine(results: dict) -> list[str]:
@@ -128,6 +132,23 @@ def _section_machine(results: dict) -> list[str]:
             f"Every row below gives the 1-minute load before → after that configuration.", ""]
 
 
+def _method_networks(results: dict) -> list[str]:
+    """The Method items on network FLOPs and the convolution probe (network bundles only)."""
+    return [
+        "- FLOPs: each network call's input shapes are recorded (the engine's four methods are wrapped; "
+        "the pipeline is unchanged) and its FLOPs are counted from the bundle's ONNX graph with shape inference "
+        "for exactly those shapes: 2 × multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul "
+        "(element-wise ops are not counted). The torch networks are the same layers (the graphs are exported "
+        "from them), so the same counts apply to both backends. Network seconds are the wall time of those "
+        "calls.",
+        f"- Machine throughput: the best of {results['throughput'][0]['probe']['repeats']} calls of one float32 "
+        f"3×3×3 Conv3d with {results['throughput'][0]['probe']['channels']} channels in and out on a "
+        f"{results['throughput'][0]['probe']['edge']}³ volume "
+        f"({results['throughput'][0]['gflop']:.3g} GFLOP), after a warm-up, in torch and in onnxruntime, in a "
+        "fresh process per thread count. 'Efficiency' = achieved network GFLOP/s ÷ that probe's GFLOP/s for the "
+        "same backend and thread count."]
+
+
 def _section_method(results: dict) -> list[str]:
     return ["## Method", "",
             "- Every configuration runs in a fresh Python process (`benchmarks/worker.py`) doing what "
@@ -143,18 +164,12 @@ def _section_method(results: dict) -> list[str]:
             "(`os.wait4`, `ru_maxrss`): everything, including the Python interpreter, numpy, SimpleITK and the "
             "backend's libraries. CPU seconds are the process's CPU time (`time.process_time`, all threads): "
             "for the whole run, per stage (between the pipeline's progress reports) and per network call.",
-            "- FLOPs: each network call's input shapes are recorded (the engine's four methods are wrapped; "
-            "the pipeline is unchanged) and its FLOPs are counted from the bundle's ONNX graph with shape inference "
-            "for exactly those shapes: 2 × multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul "
-            "(element-wise ops are not counted). The torch networks are the same layers (the graphs are exported "
-            "from them), so the same counts apply to both backends. Network seconds are the wall time of those "
-            "calls.",
-            f"- Machine throughput: the best of {results['throughput'][0]['probe']['repeats']} calls of one float32 "
-            f"3×3×3 Conv3d with {results['throughput'][0]['probe']['channels']} channels in and out on a "
-            f"{results['throughput'][0]['probe']['edge']}³ volume "
-            f"({results['throughput'][0]['gflop']:.3g} GFLOP), after a warm-up, in torch and in onnxruntime, in a "
-            "fresh process per thread count. 'Efficiency' = achieved network GFLOP/s ÷ that probe's GFLOP/s for the "
-            "same backend and thread count.",
+            *(_method_networks(results) if results["throughput"] else [
+                "- A regression bundle (numpy trees per voxel at the bundle's spacing): stages `features` (multi-scale "
+                "intensity features), `trees` (the ensemble, with path attributions only when contribution maps are "
+                "asked for, which the benchmark does not) and `uncertainty` (the error model, with more than one "
+                "sample: one pass whatever the number). The threads variables cap SimpleITK and numpy's libraries; "
+                "the tree walk itself runs in one thread."]),
             "- Inputs are seeded phantoms (`MRSynthLib.phantom`) saved as int16 `.nii.gz` like scanner exports "
             "(`benchmarks/inputs.py`, cached in `runs/bench-cache/`); the target is t1ce from t1, t2 and flair.",
             "- Each configuration runs once (the whole benchmark has to fit in about 15 minutes), so with the "
@@ -176,6 +191,8 @@ def _section_cases(results: dict) -> list[str]:
 
 
 def _section_throughput(results: dict) -> list[str]:
+    if not results["throughput"]:  # a regression bundle: no convolutions
+        return []
     lines = ["## Machine convolution throughput", "",
              "float32 unless stated; *bfloat16* is the same convolution in torch with bfloat16 tensors, for "
              "comparison only (the pipeline runs float32).", "",
@@ -227,6 +244,8 @@ def _section_stage_cpu(results: dict) -> list[str]:
 
 
 def _section_networks(results: dict) -> list[str]:
+    if not any(r["result"]["graphs"] for r in _ok(results["runs"])):  # a regression bundle: no networks
+        return []
     lines = ["## Networks: FLOPs and the fraction of the machine's throughput they achieve", "",
              "GFLOP per graph summed over all calls of the run (encoder: one call per input and window; "
              "translator_fuse: one per window, plus the left-right flipped pass with samples; translator_head and "

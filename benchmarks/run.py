@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     "--quick: <work-dir>/PERFORMANCE.md)")
     parser.add_argument("--work-dir", type=Path, help="results and run folders (default runs/bench or runs/bench-quick)")
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "bench-cache", help="generated input cases")
-    parser.add_argument("--model", default="mrsynth-phantom-fsq", help="bundle name or folder")
+    parser.add_argument("--model", help="bundle name or folder (default: the default model, mrsynth models)")
     parser.add_argument("--only", action="append", help="only this case (repeatable)")
     parser.add_argument("--from-results", type=Path, metavar="RESULTS_JSON",
                         help="measure nothing: render the report again from a results.json of an earlier run")
@@ -178,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] wrote {output} from {args.from_results}", flush=True)
         return 0
 
-    plan = quick_plan() if args.quick else full_plan()
+    from MRSynthLib.registry import default_model_name, resolve_model
+
+    model = args.model or default_model_name()
+    regression = resolve_model(model).card.method == "regression"
+    backends = ("numpy",) if regression else (("onnx",) if args.quick else ("torch", "onnx"))
+    plan = quick_plan(backends) if args.quick else full_plan(backends=backends)
     work = args.work_dir or REPO / "runs" / ("bench-quick" if args.quick else "bench")
     output = args.output or (work / "PERFORMANCE.md" if args.quick else REPO / "docs" / "PERFORMANCE.md")
     work.mkdir(parents=True, exist_ok=True)
@@ -187,10 +192,16 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     host = machine.describe()
-    bundle, bundle_note = ensure_onnx_bundle(args.model, args.cache)
+    if regression:  # numpy trees: no ONNX graphs, no convolutions to compare with
+        card = resolve_model(model)
+        bundle, bundle_note = str(card.path), f"{card.card.name} {card.card.version} ({card.path})"
+    else:
+        bundle, bundle_note = ensure_onnx_bundle(model, args.cache)
     cases = prepare_cases(plan, args.cache, only)
-    print("[bench] convolution throughput", flush=True)
-    throughput = measure_throughput(plan, work)
+    throughput = []
+    if not regression:
+        print("[bench] convolution throughput", flush=True)
+        throughput = measure_throughput(plan, work)
     runs = []
     for config in plan.runs:
         if config.case not in cases:
@@ -205,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {"plan": plan.name, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
                "duration_s": time.time() - started, "machine": host, "load_end": machine.load_average(),
                "bundle": bundle_note, "cases": cases, "throughput": throughput, "runs": runs,
-               "targets": asdict(plan.targets), "command": "python -m benchmarks.run" + (" --quick" if args.quick else "")}
+               "targets": asdict(plan.targets), "command": "python -m benchmarks.run" + (" --quick" if args.quick else "")
+               + (f" --model {args.model}" if args.model else "") + (f" --output {args.output}" if args.output else "")}
     (work / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render(results), encoding="utf-8")
