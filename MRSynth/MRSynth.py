@@ -535,7 +535,8 @@ class MRSynthLogic(ScriptedLoadableModuleLogic):
         key = (options.device, options.backend, model.name if model else None)
         if key in self._dependenciesChecked:
             return False
-        plan = plan_dependencies(options.device, options.backend, bool(model and model.has_onnx))
+        plan = plan_dependencies(options.device, options.backend, bool(model and model.has_onnx),
+                                 model_method=model.method if model else "")
         if not plan.complete and installer is None:
             missing = [str(r) for r in plan.missing] + ([f"torch{TORCH_VERSION_REQUIREMENT}"] if plan.needs_torch else [])
             raise DependencyError(f"Missing Python packages: {', '.join(missing)}; open the MRSynth module and press"
@@ -614,7 +615,7 @@ class MRSynthTest(ScriptedLoadableModuleTest):
 
     def _packagesReady(self, options, model):
         """Install missing packages (asks first); under ctest (testing mode) skip instead of installing."""
-        plan = plan_dependencies(options.device, options.backend, model.has_onnx)
+        plan = plan_dependencies(options.device, options.backend, model.has_onnx, model_method=model.method)
         if not plan.complete and slicer.app.testingEnabled():
             self.delayDisplay("Skipped: Python packages missing (%s)" % ", ".join(str(r) for r in plan.missing))
             return False

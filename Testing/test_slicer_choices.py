@@ -145,6 +145,19 @@ def test_gpu_needs_torch_from_the_extension_never_from_pip():
     assert with_torch.complete and "torch==2.6.0" in with_torch.constraints
 
 
+def test_regression_model_needs_only_safetensors_on_the_cpu():
+    """The default model is a regression bundle: numpy trees, no onnxruntime, no torch, never on the GPU."""
+    plan = plan_dependencies("auto", "auto", False, versions(**SLICER_LIKE), model_method="regression")
+    assert plan.backend == "numpy" and not plan.needs_torch
+    assert [str(r) for r in plan.missing] == ["safetensors>=0.4"]
+    assert plan_dependencies("cpu", "auto", False, versions(**SLICER_LIKE, safetensors="0.5.0"),
+                             model_method="regression").complete
+    with pytest.raises(DependencyError, match="CPU only"):
+        plan_dependencies("cuda", "auto", False, versions(), model_method="regression")
+    with pytest.raises(DependencyError, match="runs in numpy, not onnx"):
+        plan_dependencies("cpu", "onnx", False, versions(), model_method="regression")
+
+
 def test_protected_packages_are_never_requested_and_always_pinned():
     for device in ("auto", "cpu", "cuda"):
         for backend in ("auto", "torch"):

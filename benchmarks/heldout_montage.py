@@ -11,6 +11,8 @@ the uncertainty with |error| in the brain (does σ point at the errors?).
     python -m benchmarks.heldout_montage --model runs/mrsynth-default/bundle \
         --cases-only brats-gli-00001,ms-ljubljana-p26 --montage docs/images/heldout-montage.png \
         --json docs/measurements/heldout-montage.json
+
+``--model runs/real-eval/folds/{case}`` shows each case with the regression fold that never saw it.
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ def montage_rows(rows: list[dict]) -> list[list[tuple]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heldout_montage", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="bundle name or folder")
+    parser.add_argument("--model", required=True,
+                        help="bundle name or folder; `{case}` in it is replaced by each case id (e.g. the leave-one-"
+                             "case-out folds of benchmarks.real_eval: runs/real-eval/folds/{case})")
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES)
     parser.add_argument("--cases-only", required=True, help="comma-separated held-out case ids")
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if not case_dir.is_dir():
             print(f"heldout_montage: case folder {case_dir} does not exist: check --cases and --cases-only", file=sys.stderr)
             return 2
-        for row in case_rows(args.model, case_dir, parse_tasks(args.tasks), args.samples):
+        model = args.model.replace("{case}", case)
+        for row in case_rows(model, case_dir, parse_tasks(args.tasks), args.samples):
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}), flush=True)
     if not rows:

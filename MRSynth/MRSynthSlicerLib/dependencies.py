@@ -8,6 +8,7 @@ Rules (Slicer's Python is shared by every extension):
   installed versions of these packages, so pip fails instead of replacing them.
 * CPU inference of a bundle with ONNX graphs needs only onnxruntime.
 * torch is requested only when the run needs it: a GPU run, or a bundle without ONNX graphs.
+* A regression bundle (the classical baseline, numpy trees) needs only safetensors, on the CPU.
 
 The Slicer-specific actions (dialog, PyTorch extension, pip) are behind the :class:`Installer`
 protocol, implemented in ``MRSynth.py``; everything here is testable without Slicer.
@@ -39,6 +40,9 @@ class Requirement:
 
 ONNX_REQUIREMENTS = (Requirement("onnxruntime", "1.18"),)
 TORCH_REQUIREMENTS = (Requirement("monai", "1.6", "1.7"), Requirement("safetensors", "0.4"))
+NUMPY_REQUIREMENTS = (Requirement("safetensors", "0.4"),)  # regression bundles: numpy trees, weights in safetensors
+NUMPY_METHODS = ("regression",)
+"""Bundle methods that run in numpy on the CPU (no onnxruntime, no torch)."""
 COMMON_REQUIREMENTS = (Requirement("scipy"),)  # metrics of the Compare panel; bundled with Slicer
 TORCH_VERSION_REQUIREMENT = ">=2.4"
 
@@ -82,7 +86,7 @@ class DependencyPlan:
     """What one run still needs.
 
     Attributes:
-        backend: ``onnx`` or ``torch``, the backend the plan prepares for.
+        backend: ``onnx``, ``torch`` or ``numpy`` (regression bundles), the backend the plan prepares for.
         missing: pip requirements not yet satisfied (never a protected package).
         needs_torch: torch is missing and must come from the PyTorch extension.
         constraints: ``name==version`` pins of the installed protected packages.
@@ -111,21 +115,31 @@ class DependencyPlan:
 
 
 def plan_dependencies(device: str = "auto", backend: str = "auto", model_has_onnx: bool = True,
-                      version_of: Callable[[str], str | None] = installed_version) -> DependencyPlan:
+                      version_of: Callable[[str], str | None] = installed_version, model_method: str = ""
+                      ) -> DependencyPlan:
     """The packages a run with ``device`` (auto/cpu/cuda) and ``backend`` (auto/onnx/torch) still needs.
 
-    Mirrors the library's backend choice: ONNX on the CPU when the bundle has ONNX graphs, else torch.
+    Mirrors the library's backend choice: numpy for a regression bundle (``model_method``), ONNX on the CPU
+    when the bundle has ONNX graphs, else torch.
 
     Raises:
-        DependencyError: for a combination that cannot work (ONNX on the GPU, ONNX without graphs).
+        DependencyError: for a combination that cannot work (ONNX on the GPU, ONNX without graphs, a
+            regression bundle on the GPU or with a network backend).
     """
-    if backend == "onnx" and device == "cuda":
+    if model_method in NUMPY_METHODS:
+        if device == "cuda":
+            raise DependencyError(f"A {model_method} model runs on the CPU only: choose device CPU or Auto.")
+        if backend not in ("auto", "numpy"):
+            raise DependencyError(f"A {model_method} model runs in numpy, not {backend}: choose backend Auto.")
+        backend = "numpy"
+    elif backend == "onnx" and device == "cuda":
         raise DependencyError("The ONNX backend runs on the CPU only: choose device CPU or Auto, or backend torch.")
     if backend == "onnx" and not model_has_onnx:
         raise DependencyError("This model has no ONNX graphs: choose backend Auto or torch, or another model.")
     if backend == "auto":
         backend = "onnx" if model_has_onnx and device != "cuda" else "torch"
-    wanted = list(COMMON_REQUIREMENTS) + list(ONNX_REQUIREMENTS if backend == "onnx" else TORCH_REQUIREMENTS)
+    backend_requirements = {"onnx": ONNX_REQUIREMENTS, "numpy": NUMPY_REQUIREMENTS}.get(backend, TORCH_REQUIREMENTS)
+    wanted = list(COMMON_REQUIREMENTS) + list(backend_requirements)
     torch_version = version_of("torch")
     if backend == "onnx" and device == "auto" and torch_version is not None:
         wanted += TORCH_REQUIREMENTS  # with a GPU build of torch, the library picks torch on "auto"
