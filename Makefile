@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install train-default train-phantom bench clean
+.PHONY: demo test install train-default train-latent train-phantom bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,12 +29,22 @@ train-phantom: $(STAMP)
 	$(PY) -m training.onnx_export Resources/Models/mrsynth-phantom-fsq
 	$(PY) -m training.validate Resources/Models/mrsynth-phantom-fsq --write-card --markdown docs/model-validation.md
 
-# Rebuild the default model (needs ../shared/data; ~2 h on 2 CPU cores, docs/MODEL_CARD.md): stage 1 on every real
-# volume at 1 mm (resumable), its held-out reconstruction table, stage 2 (fusion translator) on the co-registered
-# real cases + phantoms with that autoencoder frozen, export with ONNX graphs, the held-out real-data comparison
-# against the regression baseline (same 3 held-out cases) and the montage of what a clinician sees.
-HELDOUT := brats-gli-00001,ms-ljubljana-p26,isbi2015-ms-test02
+# Rebuild the default model mrsynth-regression (needs ../shared/data; ~25 min on 2 CPU cores, docs/MODEL_CARD.md):
+# train on every co-registered real case + phantoms into Resources/Models, then the leave-one-case-out evaluation on
+# every real case (with the phantom model on the same cases; docs/MODEL_CARD_EVAL.md) and the held-out montage.
 train-default: $(STAMP)
+	$(VENV)/bin/mrsynth-train regression --config regression-real --run-dir runs/regression-real --output Resources/Models/mrsynth-regression --overwrite
+	$(PY) -m benchmarks.real_eval --models regression --uncertainty-samples 2 --regression-min-cases 4 --work-dir runs/real-eval-default --output runs/real-eval-default/report.md
+	$(PY) -m benchmarks.real_eval --models mrsynth-phantom-fsq --work-dir runs/real-eval-phantom --output runs/real-eval-phantom/report.md
+	$(PY) -m benchmarks.merge_eval runs/real-eval-default/results.json runs/real-eval-phantom/results.json --output docs/MODEL_CARD_EVAL.md --json docs/measurements/real-eval-all-cases.json
+	$(PY) -m benchmarks.heldout_montage --model 'runs/real-eval-default/folds/{case}' --cases-only brats-gli-00001,ms-ljubljana-p26,tcga-fg-6692 --samples 2 --montage docs/images/heldout-montage-regression-1.1.png --json docs/measurements/heldout-montage-regression-1.1.json
+
+# Rebuild the real-data latent candidate (needs ../shared/data; ~2 h on 2 CPU cores, docs/MODEL_CARD.md): stage 1 on
+# every real volume at 1 mm (resumable), its held-out reconstruction table, stage 2 (fusion translator) on the
+# co-registered real cases + phantoms with that autoencoder frozen, export with ONNX graphs, the held-out real-data
+# comparison against the regression baseline (same 3 held-out cases) and the montage of what a clinician sees.
+HELDOUT := brats-gli-00001,ms-ljubljana-p26,isbi2015-ms-test02
+train-latent: $(STAMP)
 	$(VENV)/bin/mrsynth-train stage1 --config real-stage1 --run-dir runs/real-stage1 $(if $(wildcard runs/real-stage1/stage1/last.json),--resume,)
 	$(PY) -m training.stage1_eval --config real-stage1 --run-dir runs/real-stage1 --bf16 --json docs/measurements/stage1-real-heldout.json
 	rm -rf runs/mrsynth-default
@@ -47,10 +57,12 @@ train-default: $(STAMP)
 	$(PY) -m benchmarks.merge_eval runs/real-eval-regression/results.json runs/real-eval-default/results.json --only $(HELDOUT) --output docs/MODEL_CARD_EVAL_HELDOUT.md --json docs/measurements/real-eval-heldout.json
 	$(PY) -m benchmarks.heldout_montage --model runs/mrsynth-default/bundle --cases-only brats-gli-00001,ms-ljubljana-p26 --samples 4 --montage docs/images/heldout-montage.png --json docs/measurements/heldout-montage.json
 
-# Measure the pipeline on this machine (~15 min on 2 cores) and regenerate docs/PERFORMANCE.md;
+# Measure the pipeline on this machine and regenerate docs/PERFORMANCE.md (the default model, ~10 min on 2 cores)
+# and docs/PERFORMANCE-networks.md (the network bundle on both backends, ~15 min);
 # `$(PY) -m benchmarks.run --quick` is the same on tiny volumes (seconds).
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run --model mrsynth-phantom-fsq --work-dir runs/bench-networks --output docs/PERFORMANCE-networks.md
 
 clean:
 	rm -rf outputs runs .pytest_cache
