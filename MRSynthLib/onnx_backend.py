@@ -84,7 +84,7 @@ class OnnxEngine:
 
     backend = "onnx"
     device = "cpu"
-    sample_batch = 1  # onnxruntime: one stochastic pass at a time was faster and leaner than 4 (docs/PERFORMANCE.md)
+    sample_batch = 1  # onnxruntime: one stochastic pass at a time was faster and leaner than 4 (docs/PERFORMANCE-networks.md)
 
     def __init__(self, bundle: Bundle, threads: int = 0) -> None:
         if not has_onnx_parts(bundle):

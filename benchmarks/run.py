@@ -1,6 +1,7 @@
 """``make bench``: measure the synthesis pipeline on this machine and regenerate docs/PERFORMANCE.md.
 
-    python -m benchmarks.run            # full benchmark (~15 min on 2 cores) → docs/PERFORMANCE.md
+    python -m benchmarks.run            # the default model (~10 min on 2 cores) → docs/PERFORMANCE.md
+    python -m benchmarks.run --model mrsynth-phantom-fsq --output docs/PERFORMANCE-networks.md   # ~15 min
     python -m benchmarks.run --quick    # tiny volumes, seconds → runs/bench-quick/PERFORMANCE.md
 
 Every configuration runs in a fresh Python process (``benchmarks.worker``) with its thread counts fixed
