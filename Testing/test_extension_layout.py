@@ -246,7 +246,8 @@ def test_installed_extension_imports_its_own_library_and_finds_the_built_in_mode
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(report["lib"]).is_relative_to(installed) and Path(report["glue"]).is_relative_to(installed)
     built_in = [m for m in report["models"] if Path(m[1]).is_relative_to(installed)]
-    assert [m[0] for m in built_in] == sorted(p.parent.name for p in MODELS_DIR.glob("*/bundle.json"))
+    assert sorted(m[0] for m in built_in) == sorted(p.parent.name for p in MODELS_DIR.glob("*/bundle.json"))
+    assert built_in[0][0] == "mrsynth-regression"  # the default is listed first
     assert all(m[2] is None for m in built_in)
     batch = subprocess.run([sys.executable, str(installed / "Scripts" / "batch.py"), "--", "--target", "t1ce"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)

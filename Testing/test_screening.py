@@ -14,6 +14,8 @@ import SimpleITK as sitk
 from MRSynthLib.errors import BundleError
 from MRSynthLib.screening import ScreeningConfig, block_errors, box_mean, keep_masks, summary
 
+FUSION_MODEL = "mrsynth-phantom-fsq"  # the built-in network bundle (the default is a regression bundle: no screening)
+
 
 def test_block_errors_average_each_block_then_smooth():
     images = np.zeros((1, 4, 4, 8), np.float32)
@@ -87,9 +89,10 @@ def _mean_contributions(result, brain) -> dict[str, float]:
 def test_an_input_replaced_by_noise_loses_its_contribution(case, backend):
     from MRSynthLib.synthesis import synthesize
 
-    clean = synthesize(_inputs(case, "case/t1.nii.gz"), "t1ce", backend=backend)
-    noisy = synthesize(_inputs(case, "t1-noise.nii.gz"), "t1ce", backend=backend)
-    unscreened = synthesize(_inputs(case, "t1-noise.nii.gz"), "t1ce", backend=backend, screen=False)
+    model = FUSION_MODEL  # screening is a fusion-bundle feature
+    clean = synthesize(_inputs(case, "case/t1.nii.gz"), "t1ce", model=model, backend=backend)
+    noisy = synthesize(_inputs(case, "t1-noise.nii.gz"), "t1ce", model=model, backend=backend)
+    unscreened = synthesize(_inputs(case, "t1-noise.nii.gz"), "t1ce", model=model, backend=backend, screen=False)
     shares = {label: _mean_contributions(r, case["brain"]) for label, r in
               (("clean", clean), ("noisy", noisy), ("unscreened", unscreened))}
     # t1 carries most of t1ce; replaced by noise, screening excludes it and its share collapses
@@ -107,7 +110,8 @@ def test_an_input_replaced_by_noise_loses_its_contribution(case, backend):
 
 def test_cli_says_which_input_was_treated_as_missing(case, tmp_path):
     folder = case["folder"]
-    command = [sys.executable, "-m", "MRSynthLib.cli", "synthesize", "--input", f"t1={folder / 't1-noise.nii.gz'}",
+    command = [sys.executable, "-m", "MRSynthLib.cli", "synthesize", "--model", FUSION_MODEL,
+               "--input", f"t1={folder / 't1-noise.nii.gz'}",
                "--input", f"t2={folder / 'case' / 't2.nii.gz'}", "--target", "flair",
                "--output", str(tmp_path / "flair.nii.gz")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
