@@ -7,8 +7,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from MRSynthLib.networks.autoencoder import AutoencoderConfig
-from MRSynthLib.networks.fusion import FusionConfig
+from MRSynthLib.networks.configs.autoencoder import AutoencoderConfig
+from MRSynthLib.networks.configs.fusion import FusionConfig
 from MRSynthLib.preprocess import PreprocessSpec
 from training.loss_config import Stage1LossConfig
 from training.stage2_config import MethodConfig

@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from MRSynthLib.networks.autoencoder import AutoencoderConfig
-from MRSynthLib.networks.cyclegan import GeneratorConfig
-from MRSynthLib.networks.denoiser import DenoiserConfig
-from MRSynthLib.networks.sscf import SSCFConfig
-from MRSynthLib.networks.msgldm import MSGLDMConfig
-from MRSynthLib.networks.targetcode import TargetCodeConfig
-from MRSynthLib.networks.wldm import WLDMDenoiserConfig
+from MRSynthLib.networks.configs.autoencoder import AutoencoderConfig
+from MRSynthLib.networks.configs.cyclegan import GeneratorConfig
+from MRSynthLib.networks.configs.denoiser import DenoiserConfig
+from MRSynthLib.networks.configs.sscf import SSCFConfig
+from MRSynthLib.networks.configs.msgldm import MSGLDMConfig
+from MRSynthLib.networks.configs.targetcode import TargetCodeConfig
+from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
 from MRSynthLib.samplers import SamplingConfig
 from training.vqseq2seq_config import VQSeq2SeqTrainConfig
 from training.loss_config import GANConfig

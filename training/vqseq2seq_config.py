@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from MRSynthLib.networks.autoencoder import AutoencoderConfig
-from MRSynthLib.networks.vqseq2seq import VQSeq2SeqConfig
+from MRSynthLib.networks.configs.autoencoder import AutoencoderConfig
+from MRSynthLib.networks.configs.vqseq2seq import VQSeq2SeqConfig
 
 
 @dataclass(frozen=True)

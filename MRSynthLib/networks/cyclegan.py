@@ -9,7 +9,6 @@ dropout passes are reproducible on every backend (as in :class:`MRSynthLib.netwo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit
@@ -17,26 +16,7 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from MRSynthLib.networks.autoencoder import ACTIVATION
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Architecture of :class:`LatentGenerator`; ``source``/``target`` name the contrasts it maps between."""
-
-    spatial_dims: int = 3
-    latent_channels: int = 4
-    source: str = "t1"
-    target: str = "t1ce"
-    hidden: int = 32
-    num_blocks: int = 3
-    dropout: float = 0.1
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GeneratorConfig:
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from MRSynthLib.networks.configs.cyclegan import GeneratorConfig  # noqa: F401  (re-exported)
 
 
 class LatentGenerator(nn.Module):

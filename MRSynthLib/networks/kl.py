@@ -9,24 +9,12 @@ recorded in the model card. ``decode`` divides it out again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
+from MRSynthLib.networks.configs.kl import KLConfig  # noqa: F401  (re-exported)
 
 LOGVAR_RANGE = (-30.0, 20.0)
-
-
-@dataclass(frozen=True)
-class KLConfig:
-    """``channels`` latent channels (the encoder outputs twice as many: mean and log-variance)."""
-
-    channels: int = 4
-    scale_factor: float = 1.0  # measured by stage 1 and written here by the export
-
-    def __post_init__(self) -> None:
-        if self.channels < 1 or not self.scale_factor > 0:
-            raise ValueError(f"kl.channels must be >= 1 and kl.scale_factor > 0, not {self.channels}, {self.scale_factor}")
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

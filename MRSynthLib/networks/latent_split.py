@@ -15,31 +15,11 @@ The cosine losses (:func:`structure_loss`, :func:`modality_loss`) push, for a pa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-@dataclass(frozen=True)
-class LatentSplitConfig:
-    """``latent_channels`` L of the autoencoder; ``split_channels`` C of each half."""
-
-    spatial_dims: int = 3
-    latent_channels: int = 4
-    split_channels: int = 4
-
-    def __post_init__(self) -> None:
-        if self.split_channels < 1:
-            raise ValueError(f"split_channels must be at least 1, not {self.split_channels}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LatentSplitConfig:
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from MRSynthLib.networks.configs.latent_split import LatentSplitConfig  # noqa: F401  (re-exported)
 
 
 class LatentSplit(nn.Module):

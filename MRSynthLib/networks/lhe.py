@@ -12,25 +12,11 @@ view it sees (patch in training, whole volume or window at inference).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-@dataclass(frozen=True)
-class LHEConfig:
-    enabled: bool = False
-    dim: int = 32
-    depth: int = 2
-    heads: int = 4
-    slice_chunk: int = 64  # axial slices per transformer call (bounds memory on whole volumes)
-    initial_gain: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.dim % self.heads:
-            raise ValueError(f"lhe.dim ({self.dim}) must be divisible by lhe.heads ({self.heads})")
+from MRSynthLib.networks.configs.lhe import LHEConfig  # noqa: F401  (re-exported)
 
 
 class TransformerLayer(nn.Module):

@@ -13,28 +13,15 @@ Gaussian estimates. Those weights, averaged over channels, are the contribution 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from MRSynthLib.networks.autoencoder import ACTIVATION
-from MRSynthLib.networks.config_dicts import ContrastSlotsDict
+from MRSynthLib.networks.configs.targetcode import TargetCodeConfig  # noqa: F401  (re-exported)
 
 LOGVAR_RANGE = (-10.0, 4.0)
-
-
-@dataclass(frozen=True)
-class TargetCodeConfig(ContrastSlotsDict):
-    """Architecture of :class:`TargetCodeTranslator`; ``contrasts`` fixes the code order."""
-
-    spatial_dims: int = 3
-    latent_channels: int = 4
-    contrasts: tuple[str, ...] = ("t1", "t1ce", "t2", "flair", "pd")
-    hidden: int = 48
-    num_blocks: int = 2
-    dropout: float = 0.1
 
 
 def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -19,43 +19,18 @@ Uncertainty is reparameterised sampling of the common latent, ``z = mean + exp(l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 from MRSynthLib.networks.autoencoder import ACTIVATION
-from MRSynthLib.networks.config_dicts import ContrastSlotsDict
 from MRSynthLib.networks.targetcode import LOGVAR_RANGE, _FiLMBlock
 from MRSynthLib.networks.vq import VectorQuantizer, VQConfig
+from MRSynthLib.networks.configs.vqseq2seq import VQSeq2SeqConfig  # noqa: F401  (re-exported)
 
 LOGVAR_INIT = -4.0
 """Initial log-variance of the common latent (bias of its head): a small spread before the NLL calibrates it."""
-
-
-@dataclass(frozen=True)
-class VQSeq2SeqConfig(ContrastSlotsDict):
-    """Architecture of :class:`VQSeq2SeqTranslator`; ``contrasts`` fixes the code order.
-
-    ``latent_channels``: the stage-1 latent (input and output); ``common_channels`` and ``codebook_size``:
-    the VQ common latent; ``bounded``: the output ends in ``tanh`` (FSQ stage-1 codes lie in [-1, 1]).
-    """
-
-    spatial_dims: int = 3
-    latent_channels: int = 4
-    contrasts: tuple[str, ...] = ("t1", "t1ce", "t2", "flair", "pd")
-    hidden: int = 48
-    num_blocks: int = 2
-    common_channels: int = 8
-    codebook_size: int = 256
-    codebook_decay: float = 0.99
-    bounded: bool = True
-
-    def __post_init__(self) -> None:
-        if self.common_channels < 1 or self.hidden < 1 or self.num_blocks < 0:
-            raise ValueError(f"common_channels and hidden must be >= 1 and num_blocks >= 0, not {self.common_channels}, "
-                             f"{self.hidden}, {self.num_blocks}")
 
 
 def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,6 @@ Each encoder level is a residual block followed by a :class:`MRSynthLib.networks
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,48 +27,7 @@ from torch import nn
 from MRSynthLib.networks.denoiser import TIME_SCALE, conditioning
 from MRSynthLib.networks.dsca import DSCA
 from MRSynthLib.networks.wavelet import WaveletResidualBlock
-
-
-@dataclass(frozen=True)
-class WLDMDenoiserConfig:
-    """Architecture of :class:`WLDMDenoiser`; ``contrasts`` fixes the slot order, ``split_channels`` = C."""
-
-    spatial_dims: int = 3
-    latent_channels: int = 4
-    contrasts: tuple[str, ...] = ("t1", "t1ce", "t2", "flair", "pd")
-    split_channels: int = 4
-    channels: tuple[int, ...] = (32, 64)
-    attention_channels: int = 16
-    kv_pool: int = 2
-    norm_num_groups: int = 8
-    wavelet: bool = True
-
-    def __post_init__(self) -> None:
-        if len(self.channels) < 1:
-            raise ValueError("channels must list at least one level width")
-        if any(c % self.norm_num_groups for c in self.channels):
-            raise ValueError(f"every entry of channels {list(self.channels)} must be divisible by "
-                             f"norm_num_groups {self.norm_num_groups}")
-        if self.kv_pool not in (1, 2, 4):
-            raise ValueError(f"kv_pool must be 1, 2 or 4, not {self.kv_pool}")
-
-    @property
-    def multiple(self) -> int:
-        """Latent sizes must be divisible by this (level halvings x the token pooling, every level even)."""
-        return 2 ** (len(self.channels) - 1) * max(self.kv_pool, 2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> WLDMDenoiserConfig:
-        data = dict(data)
-        data["contrasts"] = tuple(data["contrasts"])
-        data["channels"] = tuple(int(c) for c in data["channels"])
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["contrasts"] = list(self.contrasts)
-        out["channels"] = list(self.channels)
-        return out
+from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig  # noqa: F401  (re-exported)
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -1,0 +1,43 @@
+"""Layer boundaries that keep the light surfaces light (issue 15): the library, its CLI and the training configs
+import no torch, Slicer or VTK; the networks' architecture configs live in torch-free modules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "monai", "slicer", "vtk")
+
+
+def _imported(code: str) -> list[str]:
+    """The heavy packages present in ``sys.modules`` after running ``code`` in a fresh interpreter."""
+    probe = code + f"\nimport sys; print('heavy:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line = [text for text in done.stdout.splitlines() if text.startswith("heavy:")][-1]
+    return [m for m in line.removeprefix("heavy:").split(",") if m]
+
+
+def test_the_library_and_its_cli_import_no_torch_slicer_or_vtk():
+    assert _imported("import MRSynthLib, MRSynthLib.cli, MRSynthLib.synthesis, MRSynthLib.registry, "
+                     "MRSynthLib.regression, MRSynthLib.onnx_backend") == []
+
+
+def test_parsing_every_training_config_imports_no_torch():
+    code = ("import glob\nfrom training.config import load_config\n"
+            "paths = sorted(glob.glob('training/configs/*.yaml'))\nassert paths\n"
+            "for path in paths:\n    load_config(path)\n")
+    assert _imported(code) == []
+
+
+def test_network_configs_are_torch_free_and_re_exported_by_their_networks():
+    from MRSynthLib.networks.configs import autoencoder, fusion
+
+    assert _imported("import MRSynthLib.networks.configs.autoencoder, MRSynthLib.networks.configs.sscf, "
+                     "MRSynthLib.networks.configs.wldm, MRSynthLib.networks.configs.vqseq2seq") == []
+    from MRSynthLib.networks.autoencoder import AutoencoderConfig
+    from MRSynthLib.networks.fusion import FusionConfig
+
+    assert AutoencoderConfig is autoencoder.AutoencoderConfig and FusionConfig is fusion.FusionConfig
