@@ -10,6 +10,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from MRSynthLib.imageio import DICOM_SERIES_KEY, grid_of, image_to_array, load_i
 from MRSynthLib.input_digest import input_sha256
 from MRSynthLib.normalization import AIR_HU, ct_to_hounsfield
 from MRSynthLib.preprocess import to_model_space
-from MRSynthLib.translator_engines import is_translator_method
+from MRSynthLib.method_families import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -306,27 +307,10 @@ def synthesize(
     space = to_model_space(gridded, bundle.card.preprocessing)
     lap("preprocess")
 
-    if bundle.card.method == "regression":  # classical baseline: numpy trees per voxel (MRSynthLib.regression)
-        from functools import partial
-
-        from MRSynthLib.regression import load_engine
-        from MRSynthLib.regression import predict as predict_voxels
-
-        predict = partial(predict_voxels, mask=space.mask, contributions=contributions)
-    elif is_translator_method(bundle.card.method):  # ldm / cyclegan / targetcode (MRSynthLib.translator_inference)
-        from functools import partial
-
-        from MRSynthLib.translator_engines import load_engine
-        from MRSynthLib.translator_inference import predict_translator
-
-        predict = partial(predict_translator, contributions=contributions)
-    else:
-        from functools import partial
-
-        from MRSynthLib.backends import load_engine
-        from MRSynthLib.inference import predict as predict_fusion
-
-        predict = partial(predict_fusion, contributions=contributions, screen=screen)
+    family = family_of(bundle.card.method)  # regression / translator kinds / fusion (MRSynthLib.method_families)
+    load_engine = family.engine_loader()
+    options = {"mask": space.mask, "contributions": contributions, "screen": screen}
+    predict = partial(family.predictor(), **{name: options[name] for name in family.options})
 
     engine = load_engine(bundle, backend, device, threads)
     lap("load_model")

@@ -1,9 +1,9 @@
-"""Engines for the generative translator kinds (``fsq-ldm``, ``fsq-cyclegan``, ``fsq-targetcode``).
+"""Engines for the generative translator kinds (:data:`MRSynthLib.translators.registry.KINDS`).
 
-A bundle of one of these kinds is a set of named graphs (:data:`KIND_GRAPHS`). Both engines expose
+A bundle of one of these kinds is a set of named graphs (:data:`KIND_GRAPHS`, from the registry). Both engines expose
 ``run(graph, **inputs) -> tuple of numpy arrays`` plus ``encode``/``decode``; everything else (windows,
-sampling loops, uncertainty, contributions) is numpy code in :mod:`MRSynthLib.translator_inference`,
-shared by both backends.
+sampling loops, uncertainty, contributions) is numpy code in :mod:`MRSynthLib.translators` and
+:mod:`MRSynthLib.translator_inference`, shared by both backends.
 
 - :class:`TorchGraphEngine` builds the parts from the card and loads their safetensors (CPU or CUDA);
 - :class:`OnnxGraphEngine` runs the exported ``onnx/<graph>.onnx`` files with onnxruntime (no torch).
@@ -18,75 +18,14 @@ import numpy as np
 from MRSynthLib.bundle import Bundle
 from MRSynthLib.errors import BundleError, MRSynthError
 from MRSynthLib.onnx_backend import onnx_session, session_options
+from MRSynthLib.translators.registry import GRAPHS, KINDS, LATENT_PREFIXES, method_kind  # noqa: F401  (re-exported)
 
-LATENT_PREFIXES = ("fsq", "vq", "kl")
-"""A method is ``<latent>-<kind>``: the autoencoder's latent (``fsq`` by default) and the translator kind."""
-KIND_PARTS: dict[str, tuple[str, ...]] = {
-    "ldm": ("autoencoder", "translator", "denoiser"),
-    "cyclegan": ("autoencoder", "generator"),
-    "targetcode": ("autoencoder", "targetcode"),
-    "vqseq2seq": ("autoencoder", "vqseq2seq"),
-    "sscf": ("autoencoder", "sscf"),
-    "msgldm": ("autoencoder", "msgldm"),
-    "wldm": ("autoencoder", "wldm_split", "wldm_denoiser"),
-}
-KIND_GRAPHS: dict[str, tuple[str, ...]] = {
-    "ldm": ("encoder", "decoder", "translator_fuse", "translator_head", "denoiser"),
-    "cyclegan": ("encoder", "decoder", "generator_features", "generator_head"),
-    "targetcode": ("encoder", "decoder", "targetcode_features", "targetcode_head"),
-    "vqseq2seq": ("encoder", "decoder", "vqseq2seq_encode", "vqseq2seq_fuse", "vqseq2seq_decode"),
-    "sscf": ("encoder", "decoder", "sscf_encode", "sscf_retrieve", "sscf_head"),
-    "msgldm": ("encoder", "decoder", "msgldm_structure", "msgldm_denoiser"),
-    "wldm": ("encoder", "decoder", "wldm_split", "wldm_denoiser"),
-}
-GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
-    "encoder": ("image",),
-    "decoder": ("latents",),
-    "translator_fuse": ("latents", "slot_codes", "target_onehot", "mask"),
-    "translator_head": ("hidden", "channel_scale"),
-    "denoiser": ("x", "t", "latents", "available", "target_onehot", "guide"),
-    "generator_features": ("latents",),
-    "generator_head": ("hidden", "channel_scale"),
-    "targetcode_features": ("latents", "source_onehot", "target_onehot"),
-    "targetcode_head": ("hidden", "target_onehot", "channel_scale"),
-    "vqseq2seq_encode": ("latents",),
-    "vqseq2seq_fuse": ("commons", "logvars"),
-    "vqseq2seq_decode": ("common", "target_onehot"),
-    "sscf_encode": ("latents", "slot_codes", "target_onehot", "mask"),
-    "sscf_retrieve": ("descriptors", "slot_codes", "target_onehot", "mask"),
-    "sscf_head": ("hidden", "tumour", "selection", "target_onehot", "channel_scale"),
-    "msgldm_structure": ("latents", "available", "target_onehot"),
-    "msgldm_denoiser": ("x", "t", "structure", "target_onehot"),
-    "wldm_split": ("latents",),
-    "wldm_denoiser": ("x", "t", "latents", "available", "target_onehot", "structure", "modality"),
-}
-GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "encoder": ("latents",),
-    "decoder": ("image",),
-    "translator_fuse": ("hidden", "weights"),
-    "translator_head": ("latent",),
-    "denoiser": ("velocity",),
-    "generator_features": ("hidden",),
-    "generator_head": ("latent",),
-    "targetcode_features": ("hidden",),
-    "targetcode_head": ("mean", "logvar"),
-    "vqseq2seq_encode": ("common", "logvar"),
-    "vqseq2seq_fuse": ("mean", "logvar", "weights"),
-    "vqseq2seq_decode": ("latent",),
-    "sscf_encode": ("hidden", "weights", "tumour", "descriptors"),
-    "sscf_retrieve": ("affinity",),
-    "sscf_head": ("latent",),
-    "msgldm_structure": ("structure", "weights"),
-    "msgldm_denoiser": ("velocity",),
-    "wldm_split": ("structure", "modality"),
-    "wldm_denoiser": ("velocity",),
-}
-
-
-def method_kind(method: str) -> str | None:
-    """``"fsq-ldm"`` → ``"ldm"``; None for methods that are not generative translator kinds (e.g. ``fsq-fusion``)."""
-    prefix, _, kind = method.partition("-")
-    return kind if prefix in LATENT_PREFIXES and kind in KIND_GRAPHS else None
+KIND_PARTS: dict[str, tuple[str, ...]] = {name: spec.parts for name, spec in KINDS.items()}
+"""Kind → the network parts its bundles hold (from :mod:`MRSynthLib.translators.registry`)."""
+KIND_GRAPHS: dict[str, tuple[str, ...]] = {name: spec.graphs for name, spec in KINDS.items()}
+"""Kind → the graphs its inference runs (one ONNX file each)."""
+GRAPH_INPUTS: dict[str, tuple[str, ...]] = {name: graph.inputs for name, graph in GRAPHS.items()}
+GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {name: graph.outputs for name, graph in GRAPHS.items()}
 
 
 def weight_file(part: str) -> str:

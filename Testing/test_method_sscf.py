@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from MRSynthLib.networks.sscf import SSCFConfig, SSCFTranslator
 from MRSynthLib.networks.sscf_adain import adain, region_adain, region_moments, weighted_moments
 from MRSynthLib.networks.sscf_memory import INVALID, MemoryBank, top_selection
-from MRSynthLib.translator_sscf import ranked_selection
+from MRSynthLib.translators.sscf import ranked_selection
 from training.stage2_sscf import segmentation_loss, tumour_fraction
 
 

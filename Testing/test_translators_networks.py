@@ -13,7 +13,7 @@ from MRSynthLib.networks.cyclegan import GeneratorConfig, LatentGenerator, build
 from MRSynthLib.networks.denoiser import DenoiserConfig, LatentDenoiser, conditioning
 from MRSynthLib.networks.targetcode import TargetCodeConfig, TargetCodeTranslator, precision_fusion
 from MRSynthLib.translator_engines import method_kind
-from MRSynthLib.translator_inference import precision_weights
+from MRSynthLib.translators.window import precision_weights
 from training.config import ConfigError, config_from_dict, load_config
 
 TINY_DENOISER = DenoiserConfig(channels=(8, 8), attention_levels=(False, False), norm_num_groups=4, num_head_channels=8)

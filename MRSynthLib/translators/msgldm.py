@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from MRSynthLib.samplers import SamplingConfig, sample, seeded_normal
-from MRSynthLib.translator_inference import Window, WindowResult, _encode_each, _image_moments
+from MRSynthLib.translators.window import Window, WindowResult, encode_each, image_moments
 
 
 class MSGLDMKind:
@@ -49,7 +49,7 @@ class MSGLDMKind:
 
     def run(self, window: Window) -> WindowResult:
         window.report("encode", 0.0)
-        latents = _encode_each(self.engine, window.inputs)
+        latents = encode_each(self.engine, window.inputs)
         window.report("translate", 0.0)
         structure, weights = self._structure(latents)
         full = (self.latent_channels,) + tuple(window.latent_shape)
@@ -73,6 +73,6 @@ class MSGLDMKind:
             sampled.append(sample(self.sampling, velocity, start, step_noise, progress) / self.sampling.latent_scale)
         window.report("decode", 0.0)
         images = np.concatenate([self.engine.decode(s)[:, 0] for s in sampled])
-        moments = _image_moments(images) if self.samples > 1 else None
+        moments = image_moments(images) if self.samples > 1 else None
         return WindowResult(images[0], moments, weights if self.contributions else None,
                             self.samples if moments else 0)

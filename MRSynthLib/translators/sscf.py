@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from MRSynthLib.errors import ContrastError
-from MRSynthLib.translator_inference import Window, WindowResult, _DropoutKind, _encode_each
+from MRSynthLib.translators.dropout import DropoutKind
+from MRSynthLib.translators.window import Window, WindowResult, encode_each
 
 INVALID = -2.0  # = MRSynthLib.networks.sscf_memory.INVALID (kept here so this module needs no torch)
 
@@ -38,7 +39,7 @@ def ranked_selection(affinity: np.ndarray, rank: int) -> np.ndarray:
     return out
 
 
-class SSCFKind(_DropoutKind):
+class SSCFKind(DropoutKind):
     """``<latent>-sscf``: see the module docstring."""
 
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
@@ -83,7 +84,7 @@ class SSCFKind(_DropoutKind):
 
     def run(self, window: Window) -> WindowResult:
         window.report("encode", 0.0)
-        latents = _encode_each(self.engine, window.inputs)  # (K, L, *s)
+        latents = encode_each(self.engine, window.inputs)  # (K, L, *s)
         window.report("translate", 0.0)
         state = self._encode(latents)
         window.report("decode", 0.0)

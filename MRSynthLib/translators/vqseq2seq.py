@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from MRSynthLib.samplers import seeded_normal
-from MRSynthLib.translator_inference import Window, WindowResult, _encode_each, _image_moments, _onehot
+from MRSynthLib.translators.window import Window, WindowResult, encode_each, image_moments, onehot
 
 
 class VQSeq2SeqKind:
@@ -33,7 +33,7 @@ class VQSeq2SeqKind:
         self.engine, self.samples, self.seed = engine, samples, seed
         self.batch = max(1, sample_batch)
         self.common_channels = int(config["common_channels"])
-        self.target_code = _onehot(len(slots), [slots.index(target)])
+        self.target_code = onehot(len(slots), [slots.index(target)])
         self.contributions = contributions
 
     def _image(self, common: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ class VQSeq2SeqKind:
 
     def run(self, window: Window) -> WindowResult:
         window.report("encode", 0.0)
-        latents = _encode_each(self.engine, window.inputs)  # (K, L, *s)
+        latents = encode_each(self.engine, window.inputs)  # (K, L, *s)
         window.report("translate", 0.0)
         commons, logvars = self.engine.run("vqseq2seq_encode", latents=latents)
         mean, logvar, weights = self.engine.run("vqseq2seq_fuse", commons=commons[None], logvars=logvars[None])
@@ -59,7 +59,7 @@ class VQSeq2SeqKind:
                 window.report("uncertainty", first / self.samples)
                 ids = range(first, min(first + self.batch, self.samples))
                 noise = np.stack([seeded_normal(full, self.seed, n)[where] for n in ids])
-                part = _image_moments(self._image((mean + spread * noise).astype(np.float32)))
+                part = image_moments(self._image((mean + spread * noise).astype(np.float32)))
                 moments = part if moments is None else (moments[0] + part[0], moments[1] + part[1])
             count = self.samples
         return WindowResult(image, moments, weights[0] if self.contributions else None, count)

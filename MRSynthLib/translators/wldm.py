@@ -4,7 +4,7 @@ Per window: encode the inputs, split each input latent into its structure and mo
 (``wldm_split`` graph), then sample the target latent with the DSCA denoiser (``wldm_denoiser``)
 conditioned on the input latents and halves, with the seeded numpy samplers of
 :mod:`MRSynthLib.samplers`; decode. The sampling loop, noise, uncertainty and contributions are those
-of the ``ldm`` kind (:class:`MRSynthLib.translator_inference._DiffusionKind`):
+of the ``ldm`` kind (:class:`MRSynthLib.translators.ldm.DiffusionKind`):
 
 - uncertainty: voxel-wise std over N diffusion samples (sample 0 is the synthetic image);
 - contributions: one input → a map of ones; several → occlusion sensitivity (each input's share of the
@@ -19,14 +19,15 @@ import numpy as np
 
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.samplers import SamplingConfig
-from MRSynthLib.translator_inference import _DiffusionKind, _onehot
+from MRSynthLib.translators.ldm import DiffusionKind
+from MRSynthLib.translators.window import onehot
 
 AUTO_WINDOW = 64
 """Automatic sliding-window edge (model-space voxels) of ``wldm``: DSCA's cross-attention costs (voxels x tokens)
 per skip, quadratic in the window, so whole-volume windows (the other kinds' default) would need gigabytes."""
 
 
-class WLDMKind(_DiffusionKind):
+class WLDMKind(DiffusionKind):
     """``<latent>-wldm``: latent split + DSCA denoiser (no fusion guide)."""
 
     denoiser_graph = "wldm_denoiser"
@@ -51,7 +52,7 @@ class WLDMKind(_DiffusionKind):
         self.batch = max(1, sample_batch)
         self.contributions = contributions
         self.slot_index = [self.slots.index(n) for n in names]
-        self.target_onehot = _onehot(len(self.slots), [self.slots.index(target)])
+        self.target_onehot = onehot(len(self.slots), [self.slots.index(target)])
 
     def _member(self, latents: np.ndarray, given: list[int]) -> dict[str, np.ndarray]:
         """Conditioning of one diffusion run from the inputs ``given``: latents scaled by ``latent_scale``,
