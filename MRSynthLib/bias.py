@@ -35,18 +35,18 @@ def n4_correct(array: np.ndarray, mask: np.ndarray, spacing: tuple[float, float,
     """
     import SimpleITK as sitk
 
+    from MRSynthLib.imageio import image_from_voxels, voxel_copy
+
     if not mask.any():
         return array.astype(np.float32, copy=True)
-    image = sitk.GetImageFromArray(np.clip(array, 0, None).astype(np.float32) + 1e-3)
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    mask_image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    mask_image.CopyInformation(image)
+    image = image_from_voxels(np.clip(array, 0, None).astype(np.float32) + 1e-3, spacing=spacing)
+    mask_image = image_from_voxels(mask.astype(np.uint8), like=image)
     small = sitk.Shrink(image, [spec.shrink] * 3) if spec.shrink > 1 else image
     small_mask = sitk.Shrink(mask_image, [spec.shrink] * 3) if spec.shrink > 1 else mask_image
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
     corrector.SetMaximumNumberOfIterations([int(i) for i in spec.iterations][: spec.fitting_levels])
     corrector.SetConvergenceThreshold(spec.convergence)
     corrector.Execute(small, small_mask)
-    log_field = sitk.GetArrayFromImage(corrector.GetLogBiasFieldAsImage(image))
+    log_field = voxel_copy(corrector.GetLogBiasFieldAsImage(image))
     corrected = array.astype(np.float32) / np.exp(log_field).astype(np.float32)
     return np.where(mask, corrected, array).astype(np.float32)

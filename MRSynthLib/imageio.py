@@ -381,6 +381,39 @@ def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return image
 
 
+def voxel_view(image: sitk.Image) -> np.ndarray:
+    """Read-only view of the voxels in their own pixel type, shape ``(z, y, x)``: no copy, valid while ``image``
+    lives. This module owns the SimpleITK (x, y, z) ⇄ numpy (z, y, x) conversion; other modules call it."""
+    return _sitk().GetArrayViewFromImage(image)
+
+
+def voxel_copy(image: sitk.Image) -> np.ndarray:
+    """Writable copy of the voxels in their own pixel type, shape ``(z, y, x)``."""
+    return _sitk().GetArrayFromImage(image)
+
+
+def image_from_voxels(array: np.ndarray, like: sitk.Image | None = None,
+                      spacing: tuple[float, ...] | None = None, origin: tuple[float, ...] | None = None,
+                      direction: tuple[float, ...] | None = None) -> sitk.Image:
+    """A ``(z, y, x)`` array as an image in its own pixel type, on the grid of ``like`` when given, else with
+    ``spacing`` / ``origin`` / ``direction`` in SimpleITK's (x, y, z) order (defaults: 1 mm, 0, identity)."""
+    sitk = _sitk()
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=False)
+    if like is not None:
+        if tuple(reversed(like.GetSize())) != tuple(array.shape):
+            raise ValueError(f"array shape {array.shape} does not match the (z, y, x) size {tuple(reversed(like.GetSize()))} "
+                             f"of the image whose grid it should take")
+        image.CopyInformation(like)
+        return image
+    if spacing is not None:
+        image.SetSpacing(tuple(float(s) for s in spacing))
+    if origin is not None:
+        image.SetOrigin(tuple(float(v) for v in origin))
+    if direction is not None:
+        image.SetDirection(tuple(float(v) for v in direction))
+    return image
+
+
 def grid_of(image: sitk.Image) -> dict:
     """JSON-able description of an image grid."""
     return {

@@ -501,12 +501,14 @@ def evaluate_images(
         if image is not None:
             _check_image(image, name)
             _check_grid(image, reference, name)
-    ref = sitk.GetArrayViewFromImage(reference)
-    pred = sitk.GetArrayViewFromImage(prediction)
-    mask = sitk.GetArrayViewFromImage(brain_mask) if brain_mask is not None else None
+    from MRSynthLib.imageio import voxel_view
+
+    ref = voxel_view(reference)
+    pred = voxel_view(prediction)
+    mask = voxel_view(brain_mask) if brain_mask is not None else None
     regions: dict[str, np.ndarray] = {}
     if label_map is not None:
-        labels = sitk.GetArrayViewFromImage(label_map)
+        labels = voxel_view(label_map)
         for name, values in (label_regions or DEFAULT_LABEL_REGIONS).items():
             regions[name] = np.isin(labels, list(values))
     return evaluate_volumes(ref, pred, mask, regions, protocol, hounsfield)

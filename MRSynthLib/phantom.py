@@ -811,12 +811,11 @@ def generate_phantom(config: PhantomConfig = PhantomConfig()) -> Phantom:
         raise TypeError(f"config must be a PhantomConfig, not {type(config).__name__}")
     images, labels, origin, details, ct = _generate_arrays(config)
 
+    from MRSynthLib.imageio import image_from_voxels
+
     def to_image(array: np.ndarray) -> "sitk.Image":
-        image = sitk.GetImageFromArray(array, isVector=False)
-        image.SetSpacing(config.spacing)
-        image.SetOrigin(tuple(float(v) for v in origin))
-        image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-        return image
+        return image_from_voxels(array, spacing=config.spacing, origin=origin,
+                                 direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
 
     out = {c: to_image(images[i]) for i, c in enumerate(CONTRASTS)}
     if ct is not None:

@@ -221,7 +221,9 @@ def shift_constant_background(image: sitk.Image) -> sitk.Image:
     """
     import SimpleITK as sitk
 
-    array = sitk.GetArrayViewFromImage(image)
+    from MRSynthLib.imageio import image_from_voxels, voxel_view
+
+    array = voxel_view(image)
     minimum = float(array.min())
     if minimum >= 0:
         return image
@@ -234,9 +236,7 @@ def shift_constant_background(image: sitk.Image) -> sitk.Image:
     if np.count_nonzero(array < 0) < NEGATIVE_TISSUE_SHARE * (array.size - zeros):
         return image
     shifted = np.where(background, 0.0, np.asarray(array, dtype=np.float32) - minimum).astype(np.float32)
-    out = sitk.GetImageFromArray(shifted)
-    out.CopyInformation(image)
-    return out
+    return image_from_voxels(shifted, like=image)
 
 
 def foreground_mask(arrays: list[np.ndarray], fraction: float) -> np.ndarray:
@@ -250,6 +250,8 @@ def foreground_mask(arrays: list[np.ndarray], fraction: float) -> np.ndarray:
     """
     import SimpleITK as sitk
 
+    from MRSynthLib.imageio import image_from_voxels, voxel_copy
+
     mask = np.zeros(arrays[0].shape, dtype=bool)
     for array in arrays:
         positive = array[array > 0]
@@ -258,11 +260,11 @@ def foreground_mask(arrays: list[np.ndarray], fraction: float) -> np.ndarray:
         mask |= array > fraction * np.percentile(positive, 99.0)
     if not mask.any():
         return np.ones_like(mask)
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image = image_from_voxels(mask.astype(np.uint8))
     image = sitk.BinaryMorphologicalClosing(image, [1, 1, 1])
     largest = sitk.RelabelComponent(sitk.ConnectedComponent(image), sortByObjectSize=True) == 1  # drop noise specks
     image = sitk.BinaryFillhole(sitk.Cast(largest, sitk.sitkUInt8))
-    return sitk.GetArrayFromImage(image).astype(bool)
+    return voxel_copy(image).astype(bool)
 
 
 def to_model_space(images: dict[str, sitk.Image], spec: PreprocessSpec) -> ModelSpace:

@@ -41,3 +41,13 @@ def test_network_configs_are_torch_free_and_re_exported_by_their_networks():
     from MRSynthLib.networks.fusion import FusionConfig
 
     assert AutoencoderConfig is autoencoder.AutoencoderConfig and FusionConfig is fusion.FusionConfig
+
+
+def test_only_imageio_converts_between_simpleitk_and_numpy_axis_order():
+    """SimpleITK indexes (x, y, z), numpy (z, y, x): one module converts (``imageio.voxel_view`` / ``voxel_copy`` /
+    ``image_from_voxels`` / ``image_to_array`` / ``array_to_image``), so the order is decided in one place."""
+    calls = ("GetArrayFromImage", "GetImageFromArray", "GetArrayViewFromImage")
+    offenders = [str(path.relative_to(REPO)) for folder in ("MRSynthLib", "training", "benchmarks")
+                 for path in sorted((REPO / folder).rglob("*.py"))
+                 if path.name != "imageio.py" and any(call in path.read_text(encoding="utf-8") for call in calls)]
+    assert offenders == []

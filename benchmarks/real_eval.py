@@ -98,7 +98,7 @@ class LeaveOneOutRegression:
 
     def __init__(self, config_name: str, cases_dir: Path, work_dir: Path, log=print, min_cases: int | None = None
                  ) -> None:
-        from training.config import SplitConfig, load_config
+        from training.config import SplitConfig
 
         config = load_regression_config(config_name, min_cases)
         resolved = cases_dir.resolve()
@@ -189,7 +189,7 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None, u
     import numpy as np
     import SimpleITK as sitk
 
-    from MRSynthLib.imageio import load_input, read_image
+    from MRSynthLib.imageio import load_input, read_image, voxel_view
     from MRSynthLib.metrics import EvaluationProtocol, evaluate_images
     from MRSynthLib.registration import resample_onto, same_grid
     from MRSynthLib.synthesis import synthesize
@@ -225,7 +225,7 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None, u
     if case.labels is not None:
         labels = sitk.Cast(read_image(case.labels, "labels"), sitk.sitkUInt16)
         labels = resample_onto(labels, reference, None, interpolator="nearest")
-        values = [int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v != 0]
+        values = [int(v) for v in np.unique(voxel_view(labels)) if v != 0]
         regions = {"lesion": values} if values else None
     uncertainty = None
     if result.uncertainty is not None:

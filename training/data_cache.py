@@ -227,12 +227,13 @@ def labels_to_model_space(space, labels_image) -> np.ndarray:
     model space was resampled, then cropped and padded exactly as the model space: uint8 ``(z, y, x)``."""
     import SimpleITK as sitk
 
+    from MRSynthLib.imageio import voxel_copy
     from MRSynthLib.preprocess import CANONICAL_ORIENTATION
 
     labels = sitk.DICOMOrient(labels_image, CANONICAL_ORIENTATION)
     if space.resampled:
         labels = sitk.Resample(labels, space.model_grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
-    array = sitk.GetArrayFromImage(labels)
+    array = voxel_copy(labels)
     crop = tuple(slice(c, c + s) for c, s in zip(space.crop_start, space.crop_shape))
     pad = [(b, total - s - b) for b, total, s in zip(space.pad_before, space.shape, space.crop_shape)]
     return np.pad(array[crop], pad).astype(np.uint8)
