@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from MRSynthLib.samplers import SamplingConfig, sample, seeded_normal
+from MRSynthLib.samplers import SamplingConfig
+from MRSynthLib.translators.sampling import sample_runs
 from MRSynthLib.translators.window import Window, WindowResult, encode_each, image_moments, onehot
 
 
@@ -60,26 +61,11 @@ class DiffusionKind:
 
     def _run(self, members: list[tuple[int, dict]], window: Window) -> np.ndarray:
         """Sample every member ``(noise index, conditioning)``; returns unscaled latents ``(len, L, *s)``."""
-        full = (self.latent_channels,) + tuple(window.latent_shape)
-        where = (slice(None),) + window.latent_where
-        out = []
-        for first in range(0, len(members), self.batch):
-            chunk = members[first:first + self.batch]
-            condition = {key: np.concatenate([c[key] for _, c in chunk]) for key in chunk[0][1]}
-            noise_ids = [n for n, _ in chunk]
-            start = np.stack([seeded_normal(full, self.seed, n, 0)[where] for n in noise_ids])
 
-            def velocity(x, t, condition=condition):
-                return self.engine.run(self.denoiser_graph, x=x, t=np.full((len(x),), t, np.float32), **condition)[0]
+        def velocity(x, t, condition):
+            return self.engine.run(self.denoiser_graph, x=x, t=np.full((len(x),), t, np.float32), **condition)[0]
 
-            def step_noise(i, noise_ids=noise_ids):
-                return np.stack([seeded_normal(full, self.seed, n, i + 1)[where] for n in noise_ids])
-
-            def progress(i, first=first):
-                window.report("diffusion", (first + i / self.sampling.steps * len(chunk)) / len(members))
-
-            out.append(sample(self.sampling, velocity, start, step_noise, progress))
-        return np.concatenate(out) / self.sampling.latent_scale
+        return sample_runs(self.sampling, velocity, members, window, self.latent_channels, self.seed, self.batch)
 
     def run(self, window: Window) -> WindowResult:
         window.report("encode", 0.0)

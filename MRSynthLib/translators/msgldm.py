@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from MRSynthLib.samplers import SamplingConfig, sample, seeded_normal
+from MRSynthLib.samplers import SamplingConfig
+from MRSynthLib.translators.sampling import sample_runs
 from MRSynthLib.translators.window import Window, WindowResult, encode_each, image_moments
 
 
@@ -52,25 +53,14 @@ class MSGLDMKind:
         latents = encode_each(self.engine, window.inputs)
         window.report("translate", 0.0)
         structure, weights = self._structure(latents)
-        full = (self.latent_channels,) + tuple(window.latent_shape)
-        where = (slice(None),) + window.latent_where
-        sampled = []
-        for first in range(0, self.samples, self.batch):
-            ids = list(range(first, min(first + self.batch, self.samples)))
-            condition = {"structure": np.repeat(structure, len(ids), axis=0),
-                         "target_onehot": np.repeat(self.target_onehot, len(ids), axis=0)}
+        condition = {"structure": structure, "target_onehot": self.target_onehot}
 
-            def velocity(x, t, condition=condition):
-                return self.engine.run("msgldm_denoiser", x=x, t=np.full((len(x),), t, np.float32), **condition)[0]
+        def velocity(x, t, condition):
+            return self.engine.run("msgldm_denoiser", x=x, t=np.full((len(x),), t, np.float32), **condition)[0]
 
-            def step_noise(i, ids=ids):
-                return np.stack([seeded_normal(full, self.seed, n, i + 1)[where] for n in ids])
-
-            def progress(i, first=first, count=len(ids)):
-                window.report("diffusion", (first + i / self.sampling.steps * count) / self.samples)
-
-            start = np.stack([seeded_normal(full, self.seed, n, 0)[where] for n in ids])
-            sampled.append(sample(self.sampling, velocity, start, step_noise, progress) / self.sampling.latent_scale)
+        runs = [(n, condition) for n in range(self.samples)]
+        latents_sampled = sample_runs(self.sampling, velocity, runs, window, self.latent_channels, self.seed, self.batch)
+        sampled = [latents_sampled[i:i + self.batch] for i in range(0, self.samples, self.batch)]
         window.report("decode", 0.0)
         images = np.concatenate([self.engine.decode(s)[:, 0] for s in sampled])
         moments = image_moments(images) if self.samples > 1 else None
