@@ -482,37 +482,55 @@ def _ventricle_centreline(y: Any, side: int, size: float) -> tuple[Any, Any, Any
     return xc, zc, rx, rz
 
 
-def _generate_arrays(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Core generator: (images (5, z, y, x) float32, labels (z, y, x) uint8, origin, details)."""
-    seeds = np.random.SeedSequence([config.seed, 0x4D5253])  # "MRS"
-    rngs = [np.random.default_rng(s) for s in seeds.spawn(4 + len(CONTRASTS))]
-    rng_anat, rng_tum, rng_les, rng_bias = rngs[:4]
-    noise_rngs = rngs[4:]  # one stream per contrast
-    grid = _Grid(config)
-    gx, gy, gz = grid.axes
-    shape = (len(gz), len(gy), len(gx))
-    h = grid.pv_width
-    pv = config.partial_volume
+@dataclass(frozen=True)
+class _Subject:
+    """The random anatomy of one phantom, drawn from its own stream before anything touches the grid."""
+
+    angles: np.ndarray  # head rotation (rad) about x, y, z
+    scales: np.ndarray  # per-axis scale
+    deform: list  # three smooth displacement fields (x, y, z)
+    folds: _Waves  # the sulcal pattern
+    bends: list  # sideways bending of the sulci with depth (x, y, z)
+    depth_waves: _Waves  # sulcal depth
+    atrophy: float  # 0 young .. 1 atrophic: widens CSF spaces, sulci, fissure and ventricles
+    cortex: float  # cortical thickness (mm)
+    vent_size: float
+    nuclei_jitter: np.ndarray  # (3 nuclei, 2 sides, xyz) mm
+    egg: float  # posterior widening of the brain
+
+    @property
+    def outer_csf(self) -> float:
+        return 1.0 + 1.5 * self.atrophy
+
+    @property
+    def sulcus_half(self) -> float:
+        return 0.45 + 0.6 * self.atrophy
+
+    @property
+    def fissure_half(self) -> float:
+        return 0.8 + 1.0 * self.atrophy
+
+
+def _draw_subject(rng: np.random.Generator) -> _Subject:
+    angles = rng.uniform(-1.0, 1.0, 3) * np.radians([4.0, 3.0, 5.0])
+    scales = rng.uniform(0.95, 1.05, 3)
+    deform = [_Waves.draw(rng, 8, (110.0, 220.0)) for _ in range(3)]
+    folds = _Waves.draw(rng, 48, (13.0, 19.0))
+    bends = [_Waves.draw(rng, 6, (25.0, 45.0)) for _ in range(3)]
+    depth_waves = _Waves.draw(rng, 10, (50.0, 90.0))
+    atrophy = float(rng.uniform(0.0, 1.0)) ** 2  # mostly young brains
+    cortex = float(rng.uniform(2.6, 3.2))
+    vent_size = 0.85 + 0.5 * atrophy + float(rng.uniform(-0.1, 0.1))
+    nuclei_jitter = rng.uniform(-1.5, 1.5, (3, 2, 3))
+    egg = float(rng.uniform(0.03, 0.08))
+    return _Subject(angles, scales, deform, folds, bends, depth_waves, atrophy, cortex, vent_size, nuclei_jitter, egg)
+
+
+def _anatomy_coordinates(grid: _Grid, subject: _Subject, config: PhantomConfig) -> list[np.ndarray]:
+    """Anatomy coordinates ``A = M g + d(g)`` (nominal mm) of every voxel: three ``(z, y, x)`` float32 arrays."""
     f32 = np.float32
-
-    # ---- random subject parameters (drawn independently of the grid) ----
-    angles = rng_anat.uniform(-1.0, 1.0, 3) * np.radians([4.0, 3.0, 5.0])
-    scales = rng_anat.uniform(0.95, 1.05, 3)
-    deform = [_Waves.draw(rng_anat, 8, (110.0, 220.0)) for _ in range(3)]
-    folds = _Waves.draw(rng_anat, 48, (13.0, 19.0))
-    bends = [_Waves.draw(rng_anat, 6, (25.0, 45.0)) for _ in range(3)]
-    depth_waves = _Waves.draw(rng_anat, 10, (50.0, 90.0))
-    atrophy = float(rng_anat.uniform(0.0, 1.0)) ** 2  # mostly young brains
-    c0 = 1.0 + 1.5 * atrophy  # outer CSF thickness
-    sulcus_half = 0.45 + 0.6 * atrophy
-    fissure_half = 0.8 + 1.0 * atrophy
-    cortex = float(rng_anat.uniform(2.6, 3.2))
-    vent_size = 0.85 + 0.5 * atrophy + float(rng_anat.uniform(-0.1, 0.1))
-    nuclei_jitter = rng_anat.uniform(-1.5, 1.5, (3, 2, 3))
-    egg = float(rng_anat.uniform(0.03, 0.08))
-
-    # ---- anatomy coordinates A = M g + d(g) (nominal mm) ----
-    grid.matrix = _rotation(*angles) @ np.diag(scales)
+    gx, gy, gz = grid.axes
+    grid.matrix = _rotation(*subject.angles) @ np.diag(subject.scales)
     m = grid.matrix.astype(f32)
     gxa, gya, gza = gx.astype(f32), gy.astype(f32), gz.astype(f32)
     anat = []
@@ -520,189 +538,218 @@ def _generate_arrays(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.
         a = (m[row, 0] * gxa)[None, None, :] + (m[row, 1] * gya)[None, :, None]
         a = a + (m[row, 2] * gza)[:, None, None]
         if config.deformation_mm > 0:
-            d = deform[row].on_grid(gx, gy, gz)
+            d = subject.deform[row].on_grid(gx, gy, gz)
             d *= f32(config.deformation_mm)
             grid.shift_bound = max(grid.shift_bound, float(np.abs(d).max()))
             a += d
         anat.append(a.astype(f32, copy=False))
-    ax, ay, az = anat
-    details: dict[str, Any] = {"brain_scale": grid.scale, "atrophy": round(atrophy, 4)}
+    return anat
 
-    # ---- tumour (defined in the deformed frame; pushes the normal anatomy away) ----
+
+def _insert_tumour(grid: _Grid, rng: np.random.Generator, ax, ay, az) -> tuple[dict, tuple, dict]:
+    """A glioma in the deformed frame: signed distances of necrosis (4), enhancing rim (5) and oedema (6) in a box
+    around it, the anatomy coordinates pushed away radially (mass effect), and its description."""
+    f32 = np.float32
     tumour_sd: dict[int, tuple[tuple[slice, slice, slice], np.ndarray]] = {}
-    if config.tumour:
-        side = 1 if rng_tum.uniform() < 0.5 else -1
-        r_nec = float(rng_tum.uniform(5.0, 10.0))
-        r_enh = r_nec + float(rng_tum.uniform(3.0, 6.0))
-        r_oed = r_enh + float(rng_tum.uniform(8.0, 18.0))
-        shape_waves = [_Waves.draw(rng_tum, 12, (1.2, 3.0)) for _ in range(3)]
-        centre = None
-        for _ in range(200):
-            cand = rng_tum.uniform((18.0, -45.0, -12.0), (40.0, 40.0, 32.0)) * (side, 1.0, 1.0)
-            if _point_depth(cand) > r_enh + 12.0:
-                centre = cand
-                break
-        if centre is None:  # pragma: no cover - the loop practically always succeeds
-            centre = np.array([side * 25.0, 0.0, 10.0])
-        box = grid.box(centre, r_oed * 1.6)
-        if box is not None:
-            dx, dy, dz = (ax[box] - f32(centre[0]), ay[box] - f32(centre[1]), az[box] - f32(centre[2]))
-            r = np.sqrt(dx * dx + dy * dy + dz * dz)
-            inv = 1.0 / np.maximum(r, f32(1e-3))
-            nx, ny, nz = dx * inv, dy * inv, dz * inv  # unit directions
-            wobble = [np.clip(w.at(nx, ny, nz), -2.0, 2.0) for w in shape_waves]
-            rad_enh = r_enh * (1.0 + 0.12 * wobble[0])
-            rad_nec = np.minimum(r_nec * (1.0 + 0.15 * wobble[1]), rad_enh - 2.5)
-            rad_oed = np.maximum(r_oed * (1.0 + 0.3 * wobble[2]), rad_enh + 3.0)
-            tumour_sd[4] = (box, (rad_nec - r).astype(f32))
-            tumour_sd[5] = (box, (rad_enh - r).astype(f32))
-            tumour_sd[6] = (box, (rad_oed - r).astype(f32))
-        # mass effect: tissue is displaced radially as if a sphere of radius r_push was inserted
-        r_push = 0.9 * r_enh
-        dx, dy, dz = ax - f32(centre[0]), ay - f32(centre[1]), az - f32(centre[2])
+    side = 1 if rng.uniform() < 0.5 else -1
+    r_nec = float(rng.uniform(5.0, 10.0))
+    r_enh = r_nec + float(rng.uniform(3.0, 6.0))
+    r_oed = r_enh + float(rng.uniform(8.0, 18.0))
+    shape_waves = [_Waves.draw(rng, 12, (1.2, 3.0)) for _ in range(3)]
+    centre = None
+    for _ in range(200):
+        cand = rng.uniform((18.0, -45.0, -12.0), (40.0, 40.0, 32.0)) * (side, 1.0, 1.0)
+        if _point_depth(cand) > r_enh + 12.0:
+            centre = cand
+            break
+    if centre is None:  # pragma: no cover - the loop practically always succeeds
+        centre = np.array([side * 25.0, 0.0, 10.0])
+    box = grid.box(centre, r_oed * 1.6)
+    if box is not None:
+        dx, dy, dz = (ax[box] - f32(centre[0]), ay[box] - f32(centre[1]), az[box] - f32(centre[2]))
         r = np.sqrt(dx * dx + dy * dy + dz * dz)
-        r3 = r * r * r
-        r3 -= f32(r_push**3)
-        np.maximum(r3, 0.0, out=r3)
-        factor = np.cbrt(r3)
-        factor /= np.maximum(r, f32(1e-3))
-        ax = f32(centre[0]) + dx * factor
-        ay = f32(centre[1]) + dy * factor
-        az = f32(centre[2]) + dz * factor
-        del dx, dy, dz, r, r3, factor
-        grid.shift_bound += r_push
-        details["tumour"] = {
-            "hemisphere": "left" if side > 0 else "right",
-            "centre_nominal_mm": [round(float(v), 2) for v in centre],
-            "radius_mm": {
-                "necrosis": round(r_nec * grid.scale, 2),
-                "enhancing_tumour": round(r_enh * grid.scale, 2),
-                "oedema": round(r_oed * grid.scale, 2),
-            },
-        }
+        inv = 1.0 / np.maximum(r, f32(1e-3))
+        nx, ny, nz = dx * inv, dy * inv, dz * inv  # unit directions
+        wobble = [np.clip(w.at(nx, ny, nz), -2.0, 2.0) for w in shape_waves]
+        rad_enh = r_enh * (1.0 + 0.12 * wobble[0])
+        rad_nec = np.minimum(r_nec * (1.0 + 0.15 * wobble[1]), rad_enh - 2.5)
+        rad_oed = np.maximum(r_oed * (1.0 + 0.3 * wobble[2]), rad_enh + 3.0)
+        tumour_sd[4] = (box, (rad_nec - r).astype(f32))
+        tumour_sd[5] = (box, (rad_enh - r).astype(f32))
+        tumour_sd[6] = (box, (rad_oed - r).astype(f32))
+    # mass effect: tissue is displaced radially as if a sphere of radius r_push was inserted
+    r_push = 0.9 * r_enh
+    dx, dy, dz = ax - f32(centre[0]), ay - f32(centre[1]), az - f32(centre[2])
+    r = np.sqrt(dx * dx + dy * dy + dz * dz)
+    r3 = r * r * r
+    r3 -= f32(r_push**3)
+    np.maximum(r3, 0.0, out=r3)
+    factor = np.cbrt(r3)
+    factor /= np.maximum(r, f32(1e-3))
+    displaced = (f32(centre[0]) + dx * factor, f32(centre[1]) + dy * factor, f32(centre[2]) + dz * factor)
+    grid.shift_bound += r_push
+    info = {
+        "hemisphere": "left" if side > 0 else "right",
+        "centre_nominal_mm": [round(float(v), 2) for v in centre],
+        "radius_mm": {
+            "necrosis": round(r_nec * grid.scale, 2),
+            "enhancing_tumour": round(r_enh * grid.scale, 2),
+            "oedema": round(r_oed * grid.scale, 2),
+        },
+    }
+    return tumour_sd, displaced, info
 
-    # ---- brain surface, cortex, sulci, fissure ----
-    semi_x = f32(_BRAIN_SEMI[0]) * (1.0 + f32(egg) * ay / f32(_BRAIN_SEMI[1]))  # wider posteriorly
-    depth = _ellipsoid_sd(ax, ay, az, semi_x, _BRAIN_SEMI[1], _BRAIN_SEMI[2])
-    brain = _ramp(depth, h, pv)
 
-    sd_csf = c0 - depth  # outer CSF layer
-    sd_gm = (c0 + cortex) - depth  # cortical ribbon
+def _carve_sulci(grid: _Grid, subject: _Subject, ax, ay, az, semi_x, depth, sd_csf, sd_gm) -> None:
+    """Sulci (CSF lined with cortex) into ``sd_csf`` / ``sd_gm``, in place, in the shell under the surface.
+
+    Sulci are zero-surfaces of a random field of the direction from the centre, so they run roughly
+    perpendicular to the surface; a smooth sideways offset growing with depth makes them bend.
+    """
+    f32 = np.float32
+    h = grid.pv_width
+    c0, cortex = subject.outer_csf, subject.cortex
     deep_max = c0 + 24.0 + cortex + 2.0 * h
     shell = (depth > -2.0 * h) & (depth < deep_max)
     idx = np.nonzero(shell)
-    if idx[0].size:
-        ux = ax[idx] / semi_x[idx]
-        uy = ay[idx] / f32(_BRAIN_SEMI[1])
-        uz = az[idx] / f32(_BRAIN_SEMI[2])
-        # Sulci are zero-surfaces of a random field of the direction from the centre, so they
-        # run roughly perpendicular to the surface; a smooth sideways offset growing with depth
-        # makes them bend.
-        rho = np.maximum(np.sqrt(ux * ux + uy * uy + uz * uz), f32(1e-3))
-        norm = f32(65.0) / rho
-        px, py, pz = ux * norm, uy * norm, uz * norm
-        bend = np.clip(depth[idx], 0.0, 25.0) * f32(0.15)
-        qx, qy, qz = ax[idx], ay[idx], az[idx]
-        px += bend * bends[0].at(qx, qy, qz)
-        py += bend * bends[1].at(qx, qy, qz)
-        pz += bend * bends[2].at(qx, qy, qz)
-        del bend, qx, qy, qz
-        fold = np.zeros(shape, f32)
-        fold[idx] = folds.at(px, py, pz)
-        sulcus_depth = np.clip(17.0 + 6.0 * depth_waves.at(px, py, pz), 8.0, 24.0).astype(f32)
-        del px, py, pz, ux, uy, uz, norm, rho
-        grads = np.gradient(fold, *(float(s) for s in grid.step[::-1]))
-        gnorm = np.sqrt(sum(gc[idx] ** 2 for gc in grads))
-        del grads
-        dist = np.abs(fold[idx]) / np.maximum(gnorm, f32(0.3 * 2.0 * math.pi / 20.0))
-        del fold, gnorm
-        d_idx = depth[idx]
-        sulc_csf = np.minimum(sulcus_half - dist, (c0 + sulcus_depth) - d_idx)
-        sulc_gm = np.minimum(sulcus_half + cortex - dist, (c0 + sulcus_depth + cortex) - d_idx)
-        sd_csf[idx] = np.maximum(sd_csf[idx], sulc_csf)
-        sd_gm[idx] = np.maximum(sd_gm[idx], sulc_gm)
-        del sulc_csf, sulc_gm, dist, d_idx
-    del shell, idx
+    if not idx[0].size:
+        return
+    ux = ax[idx] / semi_x[idx]
+    uy = ay[idx] / f32(_BRAIN_SEMI[1])
+    uz = az[idx] / f32(_BRAIN_SEMI[2])
+    rho = np.maximum(np.sqrt(ux * ux + uy * uy + uz * uz), f32(1e-3))
+    norm = f32(65.0) / rho
+    px, py, pz = ux * norm, uy * norm, uz * norm
+    bend = np.clip(depth[idx], 0.0, 25.0) * f32(0.15)
+    qx, qy, qz = ax[idx], ay[idx], az[idx]
+    px += bend * subject.bends[0].at(qx, qy, qz)
+    py += bend * subject.bends[1].at(qx, qy, qz)
+    pz += bend * subject.bends[2].at(qx, qy, qz)
+    del bend, qx, qy, qz
+    fold = np.zeros(depth.shape, f32)
+    fold[idx] = subject.folds.at(px, py, pz)
+    sulcus_depth = np.clip(17.0 + 6.0 * subject.depth_waves.at(px, py, pz), 8.0, 24.0).astype(f32)
+    del px, py, pz, ux, uy, uz, norm, rho
+    grads = np.gradient(fold, *(float(s) for s in grid.step[::-1]))
+    gnorm = np.sqrt(sum(gc[idx] ** 2 for gc in grads))
+    del grads
+    dist = np.abs(fold[idx]) / np.maximum(gnorm, f32(0.3 * 2.0 * math.pi / 20.0))
+    del fold, gnorm
+    d_idx = depth[idx]
+    half = subject.sulcus_half
+    sulc_csf = np.minimum(half - dist, (c0 + sulcus_depth) - d_idx)
+    sulc_gm = np.minimum(half + cortex - dist, (c0 + sulcus_depth + cortex) - d_idx)
+    sd_csf[idx] = np.maximum(sd_csf[idx], sulc_csf)
+    sd_gm[idx] = np.maximum(sd_gm[idx], sulc_gm)
 
-    # interhemispheric fissure: midline slab outside a central core (corpus callosum, diencephalon)
+
+def _carve_fissure(subject: _Subject, ax, ay, az, sd_csf, sd_gm) -> None:
+    """The interhemispheric fissure, in place: a midline slab outside a central core (corpus callosum,
+    diencephalon)."""
+    f32 = np.float32
     core = _ellipsoid_sd(ax, ay - f32(2.0), az - f32(1.0), 30.0, 40.0, 23.0)
     abs_x = np.abs(ax)
-    np.maximum(sd_csf, np.minimum(fissure_half - abs_x, -core), out=sd_csf)
-    np.maximum(sd_gm, np.minimum(fissure_half + cortex - abs_x, cortex - core), out=sd_gm)
-    del core, abs_x
+    np.maximum(sd_csf, np.minimum(subject.fissure_half - abs_x, -core), out=sd_csf)
+    np.maximum(sd_gm, np.minimum(subject.fissure_half + subject.cortex - abs_x, subject.cortex - core), out=sd_gm)
 
-    # ventricles and deep gray nuclei (computed in a central box)
+
+_NUCLEI = (
+    ((14.0, -16.0, 4.0), (6.0, 11.0, 9.0)),  # caudate head (lateral to the frontal horn)
+    ((25.0, -3.0, -3.0), (5.5, 16.0, 10.0)),  # putamen
+    ((10.0, 10.0, -3.0), (8.0, 14.0, 9.0)),  # thalamus
+)
+
+
+def _add_deep_structures(grid: _Grid, subject: _Subject, ax, ay, az, sd_csf, sd_gm) -> None:
+    """Ventricles (CSF) and deep gray nuclei, in place, computed in a central box."""
+    f32 = np.float32
     cbox = grid.box(np.array([0.0, 0.0, 4.0]), 50.0)
-    if cbox is not None:
-        bx, by, bz = ax[cbox], ay[cbox], az[cbox]
-        vent = np.full(bx.shape, _FAR, f32)
-        for side in (1, -1):
-            xc, zc, rx, rz = (v.astype(f32) for v in _ventricle_centreline(by, side, vent_size))
-            sd = _ellipsoid_sd(bx - xc, by - f32(-1.0), bz - zc, rx, f32(33.0), rz, y_power=4)
-            np.maximum(vent, sd, out=vent)
-        third = _ellipsoid_sd(bx, by - f32(6.0), bz + f32(4.0), 1.2 * vent_size, 15.0, 9.0)
-        np.maximum(vent, third, out=vent)
-        nuclei = np.full(bx.shape, _FAR, f32)
-        for i, (centre, radii) in enumerate(
-            (
-                ((14.0, -16.0, 4.0), (6.0, 11.0, 9.0)),  # caudate head (lateral to the frontal horn)
-                ((25.0, -3.0, -3.0), (5.5, 16.0, 10.0)),  # putamen
-                ((10.0, 10.0, -3.0), (8.0, 14.0, 9.0)),  # thalamus
-            )
-        ):
-            for j, side in enumerate((1, -1)):
-                jit = nuclei_jitter[i, j]
-                sd = _ellipsoid_sd(bx - f32(side * centre[0] + jit[0]), by - f32(centre[1] + jit[1]),
-                                   bz - f32(centre[2] + jit[2]), *radii)
-                np.maximum(nuclei, sd, out=nuclei)
-        np.maximum(sd_csf[cbox], vent, out=sd_csf[cbox])
-        np.maximum(sd_gm[cbox], nuclei, out=sd_gm[cbox])
-        del bx, by, bz, vent, nuclei, third
+    if cbox is None:
+        return
+    bx, by, bz = ax[cbox], ay[cbox], az[cbox]
+    vent = np.full(bx.shape, _FAR, f32)
+    for side in (1, -1):
+        xc, zc, rx, rz = (v.astype(f32) for v in _ventricle_centreline(by, side, subject.vent_size))
+        sd = _ellipsoid_sd(bx - xc, by - f32(-1.0), bz - zc, rx, f32(33.0), rz, y_power=4)
+        np.maximum(vent, sd, out=vent)
+    third = _ellipsoid_sd(bx, by - f32(6.0), bz + f32(4.0), 1.2 * subject.vent_size, 15.0, 9.0)
+    np.maximum(vent, third, out=vent)
+    nuclei = np.full(bx.shape, _FAR, f32)
+    for i, (centre, radii) in enumerate(_NUCLEI):
+        for j, side in enumerate((1, -1)):
+            jit = subject.nuclei_jitter[i, j]
+            sd = _ellipsoid_sd(bx - f32(side * centre[0] + jit[0]), by - f32(centre[1] + jit[1]),
+                               bz - f32(centre[2] + jit[2]), *radii)
+            np.maximum(nuclei, sd, out=nuclei)
+    np.maximum(sd_csf[cbox], vent, out=sd_csf[cbox])
+    np.maximum(sd_gm[cbox], nuclei, out=sd_gm[cbox])
 
-    # ---- MS lesions (normal-anatomy frame) ----
-    sd_les = None
-    lesion_kinds: list[str] = []
-    if config.ms_lesions:
-        sd_les = np.full(shape, _FAR, f32)
-        for _ in range(config.ms_lesions):
-            periventricular = rng_les.uniform() < 0.65
-            side = 1 if rng_les.uniform() < 0.5 else -1
-            r_long = float(rng_les.uniform(3.0, 8.0))
-            r_short = float(rng_les.uniform(2.0, 4.0))
-            if periventricular:
-                yv = float(rng_les.uniform(-25.0, 25.0))
-                theta = float(rng_les.uniform(np.radians(10.0), np.radians(80.0)))
-                xc, zc, rx, rz = (float(v) for v in _ventricle_centreline(yv, side, vent_size))
-                direction = np.array([side * math.cos(theta), 0.0, math.sin(theta)])
-                wall = 1.0 / math.hypot(math.cos(theta) / rx, math.sin(theta) / rz)
-                offset = wall + r_long * float(rng_les.uniform(0.6, 1.2))
-                centre = np.array([xc, yv, zc]) + offset * direction
-                axis = direction  # Dawson's fingers: perpendicular to the ventricle wall
-            else:
-                for _attempt in range(100):
-                    centre = rng_les.uniform((14.0, -55.0, -10.0), (45.0, 50.0, 40.0)) * (side, 1.0, 1.0)
-                    if _point_depth(centre) > 20.0:
-                        break
-                axis = rng_les.standard_normal(3)
-                axis /= np.linalg.norm(axis)
-            lesion_kinds.append("periventricular" if periventricular else "deep_white_matter")
-            box = grid.box(centre, r_long)
-            if box is None:
-                continue
-            sd = _spheroid_sd(ax[box] - f32(centre[0]), ay[box] - f32(centre[1]), az[box] - f32(centre[2]),
-                              axis, r_long, r_short)
-            np.maximum(sd_les[box], sd, out=sd_les[box])
-        details["ms_lesions"] = lesion_kinds
-    del ax, ay, az, semi_x, anat
 
-    # ---- tissue fractions by priority compositing ----
-    fractions = np.zeros((len(LABELS),) + shape, f32)
+def _brain_tissue_fields(grid: _Grid, subject: _Subject, config: PhantomConfig, ax, ay, az
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The brain's partial-volume fraction and the signed distances of CSF and gray matter: surface, cortex,
+    sulci, fissure, ventricles and nuclei."""
+    f32 = np.float32
+    semi_x = f32(_BRAIN_SEMI[0]) * (1.0 + f32(subject.egg) * ay / f32(_BRAIN_SEMI[1]))  # wider posteriorly
+    depth = _ellipsoid_sd(ax, ay, az, semi_x, _BRAIN_SEMI[1], _BRAIN_SEMI[2])
+    brain = _ramp(depth, grid.pv_width, config.partial_volume)
+    sd_csf = subject.outer_csf - depth  # outer CSF layer
+    sd_gm = (subject.outer_csf + subject.cortex) - depth  # cortical ribbon
+    _carve_sulci(grid, subject, ax, ay, az, semi_x, depth, sd_csf, sd_gm)
+    _carve_fissure(subject, ax, ay, az, sd_csf, sd_gm)
+    _add_deep_structures(grid, subject, ax, ay, az, sd_csf, sd_gm)
+    return brain, sd_csf, sd_gm
+
+
+def _ms_lesion_field(grid: _Grid, rng: np.random.Generator, count: int, vent_size: float, ax, ay, az
+                     ) -> tuple[np.ndarray, list[str]]:
+    """Signed distance of ``count`` MS-like lesions (periventricular Dawson's fingers or deep white matter) in
+    the normal-anatomy frame, and their kinds."""
+    f32 = np.float32
+    sd_les = np.full(ax.shape, _FAR, f32)
+    kinds: list[str] = []
+    for _ in range(count):
+        periventricular = rng.uniform() < 0.65
+        side = 1 if rng.uniform() < 0.5 else -1
+        r_long = float(rng.uniform(3.0, 8.0))
+        r_short = float(rng.uniform(2.0, 4.0))
+        if periventricular:
+            yv = float(rng.uniform(-25.0, 25.0))
+            theta = float(rng.uniform(np.radians(10.0), np.radians(80.0)))
+            xc, zc, rx, rz = (float(v) for v in _ventricle_centreline(yv, side, vent_size))
+            direction = np.array([side * math.cos(theta), 0.0, math.sin(theta)])
+            wall = 1.0 / math.hypot(math.cos(theta) / rx, math.sin(theta) / rz)
+            offset = wall + r_long * float(rng.uniform(0.6, 1.2))
+            centre = np.array([xc, yv, zc]) + offset * direction
+            axis = direction  # Dawson's fingers: perpendicular to the ventricle wall
+        else:
+            for _attempt in range(100):
+                centre = rng.uniform((14.0, -55.0, -10.0), (45.0, 50.0, 40.0)) * (side, 1.0, 1.0)
+                if _point_depth(centre) > 20.0:
+                    break
+            axis = rng.standard_normal(3)
+            axis /= np.linalg.norm(axis)
+        kinds.append("periventricular" if periventricular else "deep_white_matter")
+        box = grid.box(centre, r_long)
+        if box is None:
+            continue
+        sd = _spheroid_sd(ax[box] - f32(centre[0]), ay[box] - f32(centre[1]), az[box] - f32(centre[2]),
+                          axis, r_long, r_short)
+        np.maximum(sd_les[box], sd, out=sd_les[box])
+    return sd_les, kinds
+
+
+def _tissue_fractions(brain, sd_csf, sd_gm, sd_les, tumour_sd: dict, width: float, partial_volume: bool
+                      ) -> np.ndarray:
+    """``(labels, z, y, x)`` float32 tissue fractions by priority compositing: tumour core, CSF, gray matter,
+    MS lesions, oedema take their share of what is left of the brain in that order; white matter the rest."""
+    fractions = np.zeros((len(LABELS),) + brain.shape, np.float32)
     remaining = brain
     fractions[0] = 1.0 - brain
 
     def take(label: int, sd: np.ndarray, box: tuple[slice, slice, slice] | None = None) -> None:
         sl = (slice(None),) * 3 if box is None else box
-        part = remaining[sl] * _ramp(sd, h, pv)
+        part = remaining[sl] * _ramp(sd, width, partial_volume)
         fractions[label][sl] = part
         remaining[sl] -= part
 
@@ -710,29 +757,21 @@ def _generate_arrays(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.
         if label in tumour_sd:
             take(label, tumour_sd[label][1], tumour_sd[label][0])
     take(1, sd_csf)
-    del sd_csf
     take(2, sd_gm)
-    del sd_gm
     if sd_les is not None:
         take(7, sd_les)
-        del sd_les
     if 6 in tumour_sd:
         take(6, tumour_sd[6][1], tumour_sd[6][0])
     fractions[3] = remaining
-    del remaining, brain, tumour_sd
+    return fractions
 
-    labels = np.argmax(fractions, axis=0).astype(np.uint8)
-    if config.tumour:
-        core = np.nonzero((labels == 4) | (labels == 5))
-        if core[0].size:  # physical centroid of the tumour core (x, y, z mm)
-            centroid = [grid.origin[a] + grid.spacing[a] * float(core[2 - a].mean()) for a in range(3)]
-            details["tumour"]["core_centroid_mm"] = [round(v, 2) for v in centroid]
-        del core
 
-    # ---- signals ----
-    fs = config.field_strength
-    table = RELAXATION_TIMES[fs]
-    seqs = _SEQUENCES[fs]
+def _contrast_images(fractions: np.ndarray, field_strength: float) -> np.ndarray:
+    """``(contrasts, z, y, x)`` float32 noiseless images: each tissue's signal from the MR signal equations of
+    the contrast's sequence (gadolinium shortens T1 in enhancing tissue for t1ce), scaled so white matter is
+    :data:`_WM_SIGNAL`, mixed by the fractions."""
+    table = RELAXATION_TIMES[field_strength]
+    seqs = _SEQUENCES[field_strength]
     weights = np.zeros((len(CONTRASTS), len(LABELS)), np.float64)
     for ci, contrast in enumerate(CONTRASTS):
         seq = seqs[contrast]
@@ -742,43 +781,91 @@ def _generate_arrays(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.
                 continue
             t1, t2, pd = table[name]
             if contrast == "t1ce" and name in _GD_CONCENTRATION_MM:
-                t1 = 1.0 / (1.0 / t1 + _GD_RELAXIVITY[fs] * _GD_CONCENTRATION_MM[name] * 1e-3)
+                t1 = 1.0 / (1.0 / t1 + _GD_RELAXIVITY[field_strength] * _GD_CONCENTRATION_MM[name] * 1e-3)
             weights[ci, label] = _WM_SIGNAL * seq.signal(t1, t2, pd) / wm
-    images = (weights.astype(f32) @ fractions.reshape(len(LABELS), -1)).reshape((len(CONTRASTS),) + shape)
+    shape = fractions.shape[1:]
+    return (weights.astype(np.float32) @ fractions.reshape(len(LABELS), -1)).reshape((len(CONTRASTS),) + shape)
+
+
+def _apply_bias_field(images: np.ndarray, inside: np.ndarray, grid: _Grid, rng: np.random.Generator,
+                      strength: float) -> None:
+    """Multiply each contrast by a smooth field, in place: 65 % shared by all contrasts, 35 % its own; zero mean
+    and max |log field| = ``strength`` over the brain (white matter stays ~1000 on average)."""
+    f32 = np.float32
+    gx, gy, gz = grid.axes
+    shared = _Waves.draw(rng, 8, (250.0, 500.0))
+    own = [_Waves.draw(rng, 8, (250.0, 500.0)) for _ in CONTRASTS]
+    g_shared = shared.on_grid(gx, gy, gz)
+    for ci in range(len(CONTRASTS)):
+        g = own[ci].on_grid(gx, gy, gz)
+        g *= f32(math.sqrt(0.35))
+        g += f32(math.sqrt(0.65)) * g_shared
+        if inside.any():
+            values = g[inside].astype(np.float64)
+            g -= f32(values.mean())
+            g *= f32(1.0 / max(float(np.abs(values - values.mean()).max()), 1e-6))
+        g *= f32(strength)
+        np.exp(g, out=g)
+        images[ci] *= g
+
+
+def _add_rician_noise(images: np.ndarray, rngs: list[np.random.Generator], level: float) -> None:
+    """Magnitude-image (Rician) noise, in place: ``|image + n1 + i n2|`` with Gaussian ``n1``, ``n2`` of standard
+    deviation ``level`` x the white-matter signal; one stream per contrast."""
+    f32 = np.float32
+    sigma = f32(level * _WM_SIGNAL)
+    for ci, rng in enumerate(rngs):
+        n1 = rng.standard_normal(images.shape[1:], dtype=f32)
+        n1 *= sigma
+        n1 += images[ci]
+        np.square(n1, out=n1)
+        n2 = rng.standard_normal(images.shape[1:], dtype=f32)
+        n2 *= sigma
+        np.square(n2, out=n2)
+        n1 += n2
+        np.sqrt(n1, out=images[ci])
+
+
+def _generate_arrays(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray | None]:
+    """Core generator: (images (5, z, y, x) float32, labels (z, y, x) uint8, origin, details, pseudo-CT or None).
+
+    Each random part draws from its own stream (anatomy, tumour, lesions, bias field, one noise stream per
+    contrast), so switching one part on or off does not change the others.
+    """
+    seeds = np.random.SeedSequence([config.seed, 0x4D5253])  # "MRS"
+    rngs = [np.random.default_rng(s) for s in seeds.spawn(4 + len(CONTRASTS))]
+    rng_anat, rng_tum, rng_les, rng_bias = rngs[:4]
+    noise_rngs = rngs[4:]  # one stream per contrast
+    grid = _Grid(config)
+    subject = _draw_subject(rng_anat)
+    ax, ay, az = _anatomy_coordinates(grid, subject, config)
+    details: dict[str, Any] = {"brain_scale": grid.scale, "atrophy": round(subject.atrophy, 4)}
+
+    tumour_sd: dict = {}
+    if config.tumour:  # defined in the deformed frame; pushes the normal anatomy away
+        tumour_sd, (ax, ay, az), details["tumour"] = _insert_tumour(grid, rng_tum, ax, ay, az)
+    brain, sd_csf, sd_gm = _brain_tissue_fields(grid, subject, config, ax, ay, az)
+    sd_les = None
+    if config.ms_lesions:  # normal-anatomy frame
+        sd_les, details["ms_lesions"] = _ms_lesion_field(grid, rng_les, config.ms_lesions, subject.vent_size, ax, ay, az)
+    del ax, ay, az
+
+    fractions = _tissue_fractions(brain, sd_csf, sd_gm, sd_les, tumour_sd, grid.pv_width, config.partial_volume)
+    del brain, sd_csf, sd_gm, sd_les, tumour_sd
+    labels = np.argmax(fractions, axis=0).astype(np.uint8)
+    if config.tumour:
+        core = np.nonzero((labels == 4) | (labels == 5))
+        if core[0].size:  # physical centroid of the tumour core (x, y, z mm)
+            centroid = [grid.origin[a] + grid.spacing[a] * float(core[2 - a].mean()) for a in range(3)]
+            details["tumour"]["core_centroid_mm"] = [round(v, 2) for v in centroid]
+
+    images = _contrast_images(fractions, config.field_strength)
     ct = _pseudo_ct(fractions, config) if config.ct else None
     del fractions
-
     if config.bias_field > 0:
-        shared = _Waves.draw(rng_bias, 8, (250.0, 500.0))
-        own = [_Waves.draw(rng_bias, 8, (250.0, 500.0)) for _ in CONTRASTS]
-        inside = labels > 0
-        g_shared = shared.on_grid(gx, gy, gz)
-        for ci in range(len(CONTRASTS)):
-            g = own[ci].on_grid(gx, gy, gz)
-            g *= f32(math.sqrt(0.35))
-            g += f32(math.sqrt(0.65)) * g_shared
-            if inside.any():  # zero mean, max |g| = 1 over the brain: WM stays ~1000 on average
-                values = g[inside].astype(np.float64)
-                g -= f32(values.mean())
-                g *= f32(1.0 / max(float(np.abs(values - values.mean()).max()), 1e-6))
-            g *= f32(config.bias_field)
-            np.exp(g, out=g)
-            images[ci] *= g
-        del g, g_shared, inside
-
+        _apply_bias_field(images, labels > 0, grid, rng_bias, config.bias_field)
     if config.noise > 0:
-        sigma = f32(config.noise * _WM_SIGNAL)
-        for ci, rng in enumerate(noise_rngs):
-            n1 = rng.standard_normal(shape, dtype=f32)
-            n1 *= sigma
-            n1 += images[ci]
-            np.square(n1, out=n1)
-            n2 = rng.standard_normal(shape, dtype=f32)
-            n2 *= sigma
-            np.square(n2, out=n2)
-            n1 += n2
-            np.sqrt(n1, out=images[ci])
-            del n1, n2
+        _add_rician_noise(images, noise_rngs, config.noise)
 
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     counts = np.bincount(labels.ravel(), minlength=len(LABELS))
