@@ -37,7 +37,7 @@ train-default: $(STAMP)
 	$(PY) -m benchmarks.real_eval --models regression --uncertainty-samples 2 --regression-min-cases 4 --work-dir runs/real-eval-default --output runs/real-eval-default/report.md
 	$(PY) -m benchmarks.real_eval --models mrsynth-phantom-fsq --work-dir runs/real-eval-phantom --output runs/real-eval-phantom/report.md
 	$(PY) -m benchmarks.merge_eval runs/real-eval-default/results.json runs/real-eval-phantom/results.json --output docs/MODEL_CARD_EVAL.md --json docs/measurements/real-eval-all-cases.json
-	$(PY) -m benchmarks.heldout_montage --model 'runs/real-eval-default/folds/{case}' --cases-only brats-gli-00001,ms-ljubljana-p26,tcga-fg-6692 --samples 2 --montage docs/images/heldout-montage-regression-1.1.png --json docs/measurements/heldout-montage-regression-1.1.json
+	$(PY) -m benchmarks.heldout_montage --model 'runs/real-eval-default/folds/{case}' --cases-only brats-gli-00001,ms-ljubljana-p26,tcga-fg-6692 --samples 2 --montage docs/images/heldout-montage-regression.png --json docs/measurements/heldout-montage-regression.json
 
 # Rebuild the real-data latent candidate (needs ../shared/data; ~2 h on 2 CPU cores, docs/MODEL_CARD.md): stage 1 on
 # every real volume at 1 mm (resumable), its held-out reconstruction table, stage 2 (fusion translator) on the

@@ -97,7 +97,7 @@ def test_builtin_regression_model_is_present_verifies_and_states_its_terms():
     """The classical baseline ships too (issue 13): trained on every co-registered real development case."""
     bundle = resolve_model("mrsynth-regression")
     card = bundle.card
-    assert card.method == "regression" and card.version == "1.1.0"
+    assert card.method == "regression" and card.version == "1.2.0"
     assert {"t1ce", "flair", "t2", "pd"} <= set(card.output_contrasts)
     assert "non-commercial" in card.licence.lower() and "CC BY-NC-SA" in card.licence
     assert card.provenance["git"] and not card.provenance["git"].endswith("-dirty")

@@ -412,3 +412,22 @@ def test_real_eval_scores_the_uncertainty_of_leave_one_out_folds(tmp_path):
     assert "## Uncertainty: does sigma point at the errors?" in text and "except `regression` with 2 samples and its uncertainty map" in text
     assert "| t2 ← {t1} | `regression` | 2 |" in text.split("## Uncertainty")[1]
     assert "trained when at least 3 training cases have it" in text and "2-fold out-of-fold absolute residuals" in text
+
+
+def test_merge_eval_keeps_the_first_run_of_each_result_and_model_description(tmp_path):
+    from benchmarks.merge_eval import merge
+
+    def document(label: str, psnr: float, samples: int) -> dict:
+        result = {"model": "regression", "case": "a", "target": "t2", "inputs": ["t1"], "brain": {"psnr": psnr},
+                  "regions": {}, "seconds": 1.0}
+        return {"record": {"protocol": {"p": 1}, "models": {"regression": {"config": label}}, "seconds": 2.0,
+                           "uncertainty_samples": samples, "command": label}, "results": [result]}
+
+    paths = []
+    for name, psnr, samples in (("new", 15.0, 2), ("old", 13.0, 0)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(document(name, psnr, samples)))
+    merged = merge(paths, None)
+    assert [r["brain"]["psnr"] for r in merged["results"]] == [15.0]  # the newer run, listed first, wins
+    assert merged["record"]["models"]["regression"] == {"config": "new"} and merged["record"]["uncertainty_samples"] == 2
+    assert merged["record"]["seconds"] == 4.0

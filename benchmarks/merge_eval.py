@@ -3,7 +3,8 @@
     python -m benchmarks.merge_eval runs/real-eval/results.json runs/real-eval-default/results.json \
         --only brats-gli-00001,ms-ljubljana-p26,isbi2015-ms-test02 --output docs/MODEL_CARD_EVAL_HELDOUT.md
 
-Used for the default model's card: the regression baseline's leave-one-case-out folds and the phantom
+A result (model, case, task) and a model's description come from the first run that has them, so a newer run
+listed first replaces an older one's rows of the same model. Used for the default model's card: the regression baseline's leave-one-case-out folds and the phantom
 model come from the full run; the default model (trained with these cases held out) from its own run on
 the held-out cases. Refuses runs whose protocols differ.
 """
@@ -26,7 +27,8 @@ def merge(paths: list[Path], only: list[str] | None) -> dict:
     record["models"] = {}
     results, seen = [], set()
     for document in documents:
-        record["models"].update(document["record"]["models"])
+        for name, description in document["record"]["models"].items():  # first wins, as for the results
+            record["models"].setdefault(name, description)
         for item in document["results"]:
             key = (item["model"], item["case"], item["target"], tuple(item["inputs"]))
             if (only is None or item["case"] in only) and key not in seen:

@@ -161,7 +161,10 @@ def _section_method(results: dict) -> list[str]:
             "and passes `threads=` to `synthesize` (torch intra-op threads or onnxruntime intra-op threads), so "
             "'1 thread' means the whole pipeline.",
             "- Peak memory is the process's peak resident set size as the kernel reports it to the parent "
-            "(`os.wait4`, `ru_maxrss`): everything, including the Python interpreter, numpy, SimpleITK and the "
+            "(`os.wait4`, `ru_maxrss`), or, where the worker could read it, the worker's own `VmHWM` "
+            "(`/proc/self/status`): Linux carries the high-water mark of the forked image across `exec` into "
+            "`ru_maxrss`, so that number also counts the parent's memory at fork time (the parent generates the "
+            "input cases). Either way everything, including the Python interpreter, numpy, SimpleITK and the "
             "backend's libraries. CPU seconds are the process's CPU time (`time.process_time`, all threads): "
             "for the whole run, per stage (between the pipeline's progress reports) and per network call.",
             *(_method_networks(results) if results["throughput"] else [

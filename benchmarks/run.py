@@ -155,6 +155,9 @@ def measure_run(config: RunConfig, case: dict, bundle: str, work: Path, timeout_
         record["error"] = child["output_tail"].strip().splitlines()[-1:] or ["no output"]
         return record
     result = json.loads(result_path.read_text())
+    if result.get("peak_rss_bytes"):  # the worker's own VmHWM: ru_maxrss also counts the parent at fork time
+        record["process"]["peak_rss_bytes"] = result["peak_rss_bytes"]
+        record["process"]["peak_rss_source"] = "VmHWM"
     result["graphs"] = graph_summary(result.pop("calls"), Path(bundle) / "onnx")
     shutil.rmtree(out / "outputs", ignore_errors=True)  # large volumes; the numbers are what matters
     record["result"] = result

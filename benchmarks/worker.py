@@ -79,6 +79,22 @@ class StageCpu:
         return out
 
 
+def own_peak_rss_bytes() -> int | None:
+    """The high-water mark of this process's own address space (``VmHWM``), or None off Linux.
+
+    ``ru_maxrss`` is not it: Linux carries the high-water mark of the forked image (the parent's memory)
+    across ``exec`` into the child's ``ru_maxrss``, so a parent that generated large cases inflates it.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def run(spec: dict) -> dict:
     import MRSynthLib.backends as backends
     from MRSynthLib.outputs import plan_outputs, write_result
@@ -129,6 +145,7 @@ def run(spec: dict) -> dict:
         "alignment": {name: record["role"] for name, record in result.provenance["alignment"].items()},
         "calls": log.calls,
         "self_peak_rss_mib": usage.ru_maxrss / 1024,
+        "peak_rss_bytes": own_peak_rss_bytes(),
         "written_bytes": sum(p.stat().st_size for p in written),
     }
 
