@@ -24,6 +24,11 @@ from MRSynthLib.networks.cyclegan import GeneratorConfig
 from MRSynthLib.networks.denoiser import DenoiserConfig
 from MRSynthLib.networks.fusion import FusionConfig
 from MRSynthLib.networks.graphs import build_part
+from MRSynthLib.networks.configs.latent_split import LatentSplitConfig
+from MRSynthLib.networks.configs.msgldm import MSGLDMConfig
+from MRSynthLib.networks.configs.sscf import SSCFConfig
+from MRSynthLib.networks.configs.vqseq2seq import VQSeq2SeqConfig
+from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
 from MRSynthLib.networks.targetcode import TargetCodeConfig
 from MRSynthLib.preprocess import PreprocessSpec
 from MRSynthLib.samplers import SamplingConfig, Schedule
@@ -44,12 +49,24 @@ NETWORKS = {
     "diffusion": SamplingConfig(steps=3, eta=0.5, latent_scale=1.5).to_dict(),
     "generator": GeneratorConfig(source="t1", target="t1ce", hidden=8, num_blocks=1).to_dict(),
     "targetcode": TargetCodeConfig(hidden=8, num_blocks=1).to_dict(),
+    "vqseq2seq": VQSeq2SeqConfig(hidden=8, num_blocks=1, common_channels=4, codebook_size=16).to_dict(),
+    "sscf": SSCFConfig(hidden=8, num_blocks=1, bank_size=4, top_k=2).to_dict(),
+    "msgldm": MSGLDMConfig(channels=(8, 8), style_dim=4, style_width=8, attention_width=8, attention_heads=1,
+                           denoiser_channels=(8, 16), norm_num_groups=4, num_head_channels=8).to_dict(),
+    "wldm_split": LatentSplitConfig(split_channels=2).to_dict(),
+    "wldm_denoiser": WLDMDenoiserConfig(split_channels=2, channels=(8, 16), attention_channels=8,
+                                        norm_num_groups=4).to_dict(),
 }
 KINDS = {  # kind: (parts, extra card entries, inputs, outputs, a task (inputs, target))
     "ldm": (("autoencoder", "translator", "denoiser"), ("diffusion",), SLOTS, SLOTS, (("t1", "t2", "flair"), "t1ce")),
     "cyclegan": (("autoencoder", "generator"), (), ("t1",), ("t1ce",), (("t1",), "t1ce")),
     "targetcode": (("autoencoder", "targetcode"), (), SLOTS, SLOTS, (("t1", "t2"), "flair")),
+    "vqseq2seq": (("autoencoder", "vqseq2seq"), (), SLOTS, SLOTS, (("t1", "t2"), "flair")),
+    "sscf": (("autoencoder", "sscf"), (), SLOTS, SLOTS, (("t1", "t2", "flair"), "t1ce")),
+    "msgldm": (("autoencoder", "msgldm"), ("diffusion",), SLOTS, SLOTS, (("t1", "t2", "flair"), "t1ce")),
+    "wldm": (("autoencoder", "wldm_split", "wldm_denoiser"), ("diffusion",), SLOTS, SLOTS, (("t1", "t2"), "flair")),
 }
+"""Every kind of the library registry (``MRSynthLib.translators.registry.KINDS``); a test checks none is missing."""
 
 
 def random_translator_bundle(folder: Path, kind: str) -> Path:
@@ -88,6 +105,12 @@ def _arrays(result) -> dict[str, np.ndarray]:
         out["uncertainty"] = sitk.GetArrayFromImage(result.uncertainty)
     out.update({f"contribution {k}": sitk.GetArrayFromImage(v) for k, v in result.contributions.items()})
     return out
+
+
+def test_every_registered_kind_is_exercised_here():
+    from MRSynthLib.translators.registry import KINDS as REGISTERED
+
+    assert set(KINDS) == set(REGISTERED)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
