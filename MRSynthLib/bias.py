@@ -35,12 +35,12 @@ def n4_correct(array: np.ndarray, mask: np.ndarray, spacing: tuple[float, float,
     """
     import SimpleITK as sitk
 
-    from MRSynthLib.imageio import image_from_voxels, voxel_copy
+    from MRSynthLib.imageio import array_to_image, image_from_voxels, voxel_copy
 
     if not mask.any():
         return array.astype(np.float32, copy=True)
     image = image_from_voxels(np.clip(array, 0, None).astype(np.float32) + 1e-3, spacing=spacing)
-    mask_image = image_from_voxels(mask.astype(np.uint8), like=image)
+    mask_image = array_to_image(mask.astype(np.uint8), image)
     small = sitk.Shrink(image, [spec.shrink] * 3) if spec.shrink > 1 else image
     small_mask = sitk.Shrink(mask_image, [spec.shrink] * 3) if spec.shrink > 1 else mask_image
     corrector = sitk.N4BiasFieldCorrectionImageFilter()

@@ -392,19 +392,13 @@ def voxel_copy(image: sitk.Image) -> np.ndarray:
     return _sitk().GetArrayFromImage(image)
 
 
-def image_from_voxels(array: np.ndarray, like: sitk.Image | None = None,
-                      spacing: tuple[float, ...] | None = None, origin: tuple[float, ...] | None = None,
-                      direction: tuple[float, ...] | None = None) -> sitk.Image:
-    """A ``(z, y, x)`` array as an image in its own pixel type, on the grid of ``like`` when given, else with
-    ``spacing`` / ``origin`` / ``direction`` in SimpleITK's (x, y, z) order (defaults: 1 mm, 0, identity)."""
+def image_from_voxels(array: np.ndarray, spacing: tuple[float, ...] | None = None,
+                      origin: tuple[float, ...] | None = None, direction: tuple[float, ...] | None = None
+                      ) -> sitk.Image:
+    """A ``(z, y, x)`` array as an image in its own pixel type with ``spacing`` / ``origin`` / ``direction`` in
+    SimpleITK's (x, y, z) order (defaults: 1 mm, 0, identity). On another image's grid: :func:`array_to_image`."""
     sitk = _sitk()
     image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=False)
-    if like is not None:
-        if tuple(reversed(like.GetSize())) != tuple(array.shape):
-            raise ValueError(f"array shape {array.shape} does not match the (z, y, x) size {tuple(reversed(like.GetSize()))} "
-                             f"of the image whose grid it should take")
-        image.CopyInformation(like)
-        return image
     if spacing is not None:
         image.SetSpacing(tuple(float(s) for s in spacing))
     if origin is not None:

@@ -221,7 +221,7 @@ def shift_constant_background(image: sitk.Image) -> sitk.Image:
     """
     import SimpleITK as sitk
 
-    from MRSynthLib.imageio import image_from_voxels, voxel_view
+    from MRSynthLib.imageio import array_to_image, voxel_view
 
     array = voxel_view(image)
     minimum = float(array.min())
@@ -236,7 +236,7 @@ def shift_constant_background(image: sitk.Image) -> sitk.Image:
     if np.count_nonzero(array < 0) < NEGATIVE_TISSUE_SHARE * (array.size - zeros):
         return image
     shifted = np.where(background, 0.0, np.asarray(array, dtype=np.float32) - minimum).astype(np.float32)
-    return image_from_voxels(shifted, like=image)
+    return array_to_image(shifted, image)
 
 
 def foreground_mask(arrays: list[np.ndarray], fraction: float) -> np.ndarray:

@@ -198,5 +198,5 @@ def _shares(attributions: np.ndarray) -> np.ndarray:
     return np.where(total > 0, magnitude / np.where(total > 0, total, 1.0), equal).astype(np.float32)
 
 
-__all__ = ["ERROR_SCALE", "METHOD", "UNCERTAINTY", "UNCERTAINTY_ERROR_MODEL", "WEIGHTS_FILE", "error_key", "RegressionEngine", "Regressor", "load_engine", "predict",
-           "regressor_key"]
+__all__ = ["ERROR_SCALE", "METHOD", "UNCERTAINTY", "UNCERTAINTY_ERROR_MODEL", "WEIGHTS_FILE", "RegressionEngine",
+           "Regressor", "error_key", "load_engine", "predict", "regressor_key"]

@@ -18,7 +18,7 @@ import numpy as np
 from MRSynthLib.bundle import Bundle
 from MRSynthLib.errors import BundleError, MRSynthError
 from MRSynthLib.onnx_backend import onnx_session, session_options
-from MRSynthLib.translators.registry import GRAPHS, KINDS, LATENT_PREFIXES, method_kind  # noqa: F401  (re-exported)
+from MRSynthLib.translators.registry import GRAPHS, KINDS, method_kind
 
 KIND_PARTS: dict[str, tuple[str, ...]] = {name: spec.parts for name, spec in KINDS.items()}
 """Kind → the network parts its bundles hold (from :mod:`MRSynthLib.translators.registry`)."""

@@ -4,8 +4,8 @@
         --only brats-gli-00001,ms-ljubljana-p26,isbi2015-ms-test02 --output docs/MODEL_CARD_EVAL_HELDOUT.md
 
 A result (model, case, task) and a model's description come from the first run that has them, so a newer run
-listed first replaces an older one's rows of the same model. Used for the default model's card: the regression baseline's leave-one-case-out folds and the phantom
-model come from the full run; the default model (trained with these cases held out) from its own run on
+listed first replaces an older one's rows of the same model. Used for the default model's card: the regression
+baseline's leave-one-case-out folds and the phantom model come from the full run; the default model (trained with these cases held out) from its own run on
 the held-out cases. Refuses runs whose protocols differ.
 """
 

@@ -189,14 +189,11 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None, u
     import numpy as np
     import SimpleITK as sitk
 
-    from MRSynthLib.imageio import load_input, read_image, voxel_view
-    from MRSynthLib.metrics import EvaluationProtocol, evaluate_images
+    from MRSynthLib.errors import MRSynthError
+    from MRSynthLib.imageio import image_to_array, load_input, read_image, voxel_view
+    from MRSynthLib.metrics import EvaluationProtocol, brain_selection, evaluate_images, uncertainty_error_correlation
     from MRSynthLib.registration import resample_onto, same_grid
     from MRSynthLib.synthesis import synthesize
-
-    from MRSynthLib.errors import MRSynthError
-    from MRSynthLib.imageio import image_to_array
-    from MRSynthLib.metrics import brain_selection, uncertainty_error_correlation
 
     inputs = {c: case.images[c] for c in task.inputs}
     started = time.perf_counter()

@@ -134,7 +134,7 @@ def _passes(results) -> str:
     return f"one deterministic pass, except {listed} and its uncertainty map"
 
 
-def uncertainty_lines(results, record: dict) -> list[str]:
+def uncertainty_lines(results) -> list[str]:
     """Spearman(sigma, |error|) per (task, model) and per case, when the run scored uncertainty maps."""
     scored = [r for r in results if getattr(r, "uncertainty", None)]
     if not scored:
@@ -204,7 +204,7 @@ def render_report(results, record: dict) -> str:
         "",
         *skipped_lines(record.get("skipped", [])),
         *secondary_lines(results, record),
-        *uncertainty_lines(results, record),
+        *uncertainty_lines(results),
         "## Every case (default protocol)",
         "",
         header_cases,

@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     from MRSynthLib.registry import default_model_name, resolve_model
 
     model = args.model or default_model_name()
-    regression = resolve_model(model).card.method == "regression"
+    chosen = resolve_model(model)
+    regression = chosen.card.method == "regression"
     backends = ("numpy",) if regression else (("onnx",) if args.quick else ("torch", "onnx"))
     plan = quick_plan(backends) if args.quick else full_plan(backends=backends)
     work = args.work_dir or REPO / "runs" / ("bench-quick" if args.quick else "bench")
@@ -197,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     host = machine.describe()
     if regression:  # numpy trees: no ONNX graphs, no convolutions to compare with
-        card = resolve_model(model)
-        bundle, bundle_note = str(card.path), f"{card.card.name} {card.card.version} ({card.path})"
+        bundle, bundle_note = str(chosen.path), f"{chosen.card.name} {chosen.card.version} ({chosen.path})"
     else:
         bundle, bundle_note = ensure_onnx_bundle(model, args.cache)
     cases = prepare_cases(plan, args.cache, only)

@@ -252,7 +252,7 @@ def contribution_response(models, folder: Path, tmp: Path, root: Path, threads: 
     import SimpleITK as sitk
 
     from MRSynthLib.bundle import load_bundle
-    from MRSynthLib.imageio import image_from_voxels, image_to_array, read_image
+    from MRSynthLib.imageio import array_to_image, image_to_array, read_image
     from MRSynthLib.registry import resolve_model
     from MRSynthLib.synthesis import synthesize
 
@@ -261,7 +261,7 @@ def contribution_response(models, folder: Path, tmp: Path, root: Path, threads: 
     brain = image_to_array(read_image(folder / "brainmask.nii.gz")) > 0
     values = image_to_array(t2)
     noise = np.random.default_rng(0).uniform(0, np.percentile(values[brain], 99), values.shape).astype(np.float32)
-    noisy = image_from_voxels(noise, like=t2)
+    noisy = array_to_image(noise, t2)
     sitk.WriteImage(noisy, str(tmp / "t2_noise.nii.gz"))
     out = {}
     for label, source in models:

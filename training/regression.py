@@ -400,5 +400,5 @@ def train_and_export(config: TrainConfig, run_dir: Path, output: Path | None = N
                                     training_data=training_data_record(config, data.split), validation=validation)
 
 
-__all__ = ["CaseSamples", "ErrorModel", "FittedTask", "case_folds", "fit_error_model", "collect_samples", "ensemble_from_sklearn", "export_regression_bundle",
-           "fit_regressors", "fit_task", "sample_case", "supported_tasks", "task_matrix", "train_and_export", "validate"]
+__all__ = ["CaseSamples", "ErrorModel", "FittedTask", "case_folds", "collect_samples", "ensemble_from_sklearn",
+           "export_regression_bundle", "fit_error_model", "fit_regressors", "fit_task", "sample_case", "supported_tasks", "task_matrix", "train_and_export", "validate"]

@@ -96,9 +96,9 @@ def _single_network(part: str, network: str, settings: str) -> Callable:
     def export(config, autoencoder, slots, best) -> KindExport:
         module, _, name = network.partition(":")
         network_class = getattr(import_module(module), name)
-        module_ = network_class(getattr(config.method, settings).network_for(autoencoder.config, slots))
-        module_.load_state_dict(best["modules"][part])
-        return KindExport({part: module_}, {part: module_.config.to_dict()}, _mr(slots), _mr(slots))
+        trained = network_class(getattr(config.method, settings).network_for(autoencoder.config, slots))
+        trained.load_state_dict(best["modules"][part])
+        return KindExport({part: trained}, {part: trained.config.to_dict()}, _mr(slots), _mr(slots))
 
     return export
 
