@@ -102,7 +102,17 @@ def kill_process_tree(process: subprocess.Popen, timeout: float = CANCEL_TIMEOUT
     except subprocess.TimeoutExpired:
         process.kill()
     if psutil is not None and victims:
-        psutil.wait_procs(victims, timeout=max(deadline - time.monotonic(), 0.01))
+        # A killed grandchild is re-parented; where nobody reaps it (PID 1 in many containers) it stays a
+        # zombie, which psutil.wait_procs counts as alive until the timeout. Dead-but-unreaped is gone.
+        while any(_still_running(victim, psutil) for victim in victims) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _still_running(victim, psutil) -> bool:
+    try:
+        return victim.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # gone (or no longer ours to inspect)
+        return False
 
 
 def _without_cli_prefix(line: str) -> str:
