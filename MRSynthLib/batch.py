@@ -1,35 +1,24 @@
 """``mrsynth batch``: every case of a dataset folder; one bad case never stops the others.
 
 Per case ``<output-dir>/<case>/<target>_synthetic.nii.gz`` (+ uncertainty, contributions) and a
-``summary.csv`` with one row per case (status ``ok``, ``skipped`` or ``failed`` and why). Exit code 0
-when no case failed, 1 otherwise.
+``summary.csv`` with one row per case (status ``ok``, ``skipped`` or ``failed`` and why), kept up to date as
+cases finish (:mod:`MRSynthLib.batch_summary`). Exit code 0 when no case failed, 1 otherwise. The cases run in
+this process, or with ``--scheduler`` on a Dask cluster (:mod:`MRSynthLib.batch_dask`); either way each one goes
+through :func:`MRSynthLib.batch_case.run_case`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
 import os
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from MRSynthLib.atomic import write_text
-from MRSynthLib.contrasts import CANONICAL_CONTRASTS, canonical_contrast
+from MRSynthLib.batch_case import SUMMARY_FIELDS, CaseSettings, CaseTask, case_outputs, plan_case, row, run_case
+from MRSynthLib.contrasts import canonical_contrast
 from MRSynthLib.errors import MRSynthError
-from MRSynthLib.path_guard import check_outputs, image_reads
 
-SUMMARY_FIELDS = ("case", "status", "seconds", "inputs", "output", "message")
-
-
-def case_outputs(output_dir: Path, case_id: str, target: str, samples: int, inputs: list[str], contributions: bool):
-    from MRSynthLib.outputs import OutputPlan
-
-    folder = output_dir / case_id
-    return OutputPlan(
-        synthetic=folder / f"{target}_synthetic.nii.gz",
-        uncertainty=folder / f"{target}_uncertainty.nii.gz" if samples > 1 else None,
-        contributions={c: folder / "contributions" / f"contribution_{c}.nii.gz" for c in inputs} if contributions else {},
-    )
+__all__ = ["SUMMARY_FIELDS", "case_outputs", "case_settings", "run_batch"]
 
 
 def _check_output_dir(output_dir: Path) -> None:
@@ -51,75 +40,84 @@ def _case_folder(output_dir: Path, case_id: str) -> Path:
     return folder
 
 
+def case_settings(args) -> CaseSettings:
+    """The per-case synthesis options of parsed ``mrsynth batch`` arguments."""
+    return CaseSettings(target=canonical_contrast(args.target), samples=args.samples, seed=args.seed,
+                        device=args.device, backend=args.backend, threads=args.threads, window=args.window,
+                        screen=not getattr(args, "no_screening", False),
+                        register=False if args.no_register else None, contributions=args.contributions)
+
+
+def _run_here(tasks: list[CaseTask], settings: CaseSettings, bundle, progress) -> Iterator[dict]:
+    """Every task in this process, one after the other."""
+    for number, task in enumerate(tasks):
+        progress(f"case {task.case_id}", number / len(tasks))
+        yield run_case(task, settings, bundle)
+
+
+def _plan(args, output_dir: Path, cases, broken, bundle, settings: CaseSettings, summary,
+          on_cluster: bool) -> list[CaseTask]:
+    """The tasks to run; rows of cases that need no run (unreadable, outside ``--output-dir``, complete on
+    ``--resume``) go to ``summary`` right away."""
+    for case_id, reason in broken:
+        summary.add(row(case_id, "failed", reason))
+    tasks = []
+    for case in cases:
+        planned = plan_case(case, output_dir, settings, bundle.card.input_contrasts, overwrite=args.overwrite,
+                            resume=args.resume, retry_replaces=on_cluster)
+        if isinstance(planned, CaseTask):
+            tasks.append(planned)
+        else:
+            summary.add(planned)
+    return tasks
+
+
 def run_batch(args) -> int:
-    """Run the batch described by parsed CLI ``args``; returns the exit code."""
+    """Run the batch described by parsed CLI ``args``; returns the exit code.
+
+    ``--scheduler`` (tcp://HOST:PORT or local:N) runs the cases on a Dask cluster (:mod:`MRSynthLib.batch_dask`);
+    without it they run in this process. Both call :func:`MRSynthLib.batch_case.run_case` per case.
+    """
+    from MRSynthLib.batch_summary import SummaryWriter
     from MRSynthLib.cases import discover_cases
-    from MRSynthLib.outputs import write_result
     from MRSynthLib.progress import Progress
     from MRSynthLib.registry import resolve_model
-    from MRSynthLib.synthesis import synthesize
 
     args.samples = 1 if args.samples is None else args.samples  # `--samples` left out: deterministic
-    _check_output_dir(Path(args.output_dir))  # before any case runs
+    cluster = None
+    if args.scheduler is not None or args.worker_retries is not None:
+        from MRSynthLib.batch_dask import ClusterConfig
+
+        cluster = ClusterConfig.from_args(args.scheduler, args.worker_retries)  # before any work
+    output_dir = Path(args.output_dir)
+    _check_output_dir(output_dir)  # before any case runs
     bundle = resolve_model(args.model)
-    target = canonical_contrast(args.target)
+    settings = case_settings(args)
     broken: list[tuple[str, str]] = []  # case folders that cannot be read as a case fail alone
     cases = discover_cases(args.input_dir, args.layout, broken=broken)
     progress = Progress(args.progress)
-    rows = [{"case": case_id, "status": "failed", "seconds": 0.0, "inputs": "", "output": "", "message": reason}
-            for case_id, reason in broken]
-    failed = len(broken)
-    for number, case in enumerate(cases):
-        progress(f"case {case.case_id}", number / len(cases))
-        start = time.perf_counter()
-        inputs = {c: case.images[c] for c in CANONICAL_CONTRASTS
-                  if c in case.images and c != target and c in bundle.card.input_contrasts}
-        row = {"case": case.case_id, "inputs": " ".join(inputs), "output": "", "message": ""}
+    summary = SummaryWriter(output_dir / "summary.csv")
+    with contextlib.ExitStack() as stack:
+        if cluster is not None:  # connect (or start the local cluster) before anything is written
+            from MRSynthLib.batch_dask import open_client, run_on_cluster
+
+            client, retries = stack.enter_context(open_client(cluster))
         try:
-            _case_folder(Path(args.output_dir), case.case_id)
-        except MRSynthError as error:
-            failed += 1
-            rows.append({**row, "status": "failed", "seconds": 0.0, "message": str(error)})
-            continue
-        plan = case_outputs(Path(args.output_dir), case.case_id, target, args.samples, list(inputs), args.contributions)
-        existing = [p for p in plan.all_paths() if p.exists()]
-        if args.resume and existing and len(existing) == len(plan.all_paths()):
-            row.update(status="skipped", seconds=0.0, output=str(plan.synthetic), message="outputs complete (resume)")
-            rows.append(row)
-            continue
-        try:
-            if not inputs:
-                raise MRSynthError(
-                    f"case {case.case_id} has no usable input for target {target} "
-                    f"(found {', '.join(case.images) or 'nothing'}; the model accepts {', '.join(bundle.card.input_contrasts)})."
-                )
-            check_outputs(plan.roles(), image_reads(inputs, "input"))
-            overwrite = args.overwrite or (args.resume and bool(existing))  # resume redoes partial cases
-            result = synthesize(inputs, target, model=bundle, samples=args.samples, seed=args.seed, device=args.device, backend=args.backend, threads=args.threads, window=args.window, screen=not getattr(args, "no_screening", False),
-                                register=False if args.no_register else None, contributions=args.contributions)
-            write_result(result, plan, overwrite=overwrite)
-            row.update(status="ok", output=str(plan.synthetic))
-        except MRSynthError as error:
-            failed += 1
-            row.update(status="failed", message=str(error))
-        except Exception as error:  # noqa: BLE001 - one broken case must not stop the batch
-            failed += 1
-            row.update(status="failed", message=f"unexpected {type(error).__name__}: {error}")
-        row["seconds"] = round(time.perf_counter() - start, 2)
-        rows.append(row)
-    rows.sort(key=lambda r: r["case"])
-    summary = Path(args.output_dir) / "summary.csv"
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(summary, buffer.getvalue(), overwrite=True)
-    progress.done(summary=str(summary), failed=failed, cases=len(rows))
+            tasks = _plan(args, output_dir, cases, broken, bundle, settings, summary, cluster is not None)
+            if cluster is None:
+                results = _run_here(tasks, settings, bundle, progress)
+            else:
+                results = run_on_cluster(client, retries, tasks, settings, bundle, cluster, progress)
+            for result in results:
+                summary.add(result)
+        finally:
+            summary.flush()  # also when interrupted: every finished case is in summary.csv
+    failed = summary.count("failed")
+    progress.done(summary=str(summary.path), failed=failed, cases=len(summary.rows))
     if args.progress != "jsonl":
-        ok = sum(r["status"] == "ok" for r in rows)
-        skipped = sum(r["status"] == "skipped" for r in rows)
-        print(f"{len(rows)} cases: {ok} ok, {skipped} skipped, {failed} failed; summary: {summary}")
-        for r in rows:
+        print(f"{len(summary.rows)} cases: {summary.count('ok')} ok, {summary.count('skipped')} skipped, {failed} "
+              f"failed; summary: {summary.path}")
+        for r in sorted(summary.rows, key=lambda r: r["case"]):
             if r["status"] == "failed":
                 print(f"  failed {r['case']}: {r['message']}")
     return 1 if failed else 0

@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip cases whose outputs are complete")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--contributions", action="store_true", help="also write contribution maps")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT|local:N",
+                   help="run the cases on a Dask cluster: a running scheduler's address, or N worker processes on "
+                        "this machine (needs dask[distributed]; docs/SCALING.md)")
+    p.add_argument("--worker-retries", type=int, default=None, metavar="N",
+                   help="with --scheduler local:N: rerun a case whose worker died at most N times (default: Dask's 3)")
     _add_model_args(p)
 
     p = sub.add_parser("evaluate", help="PSNR / SSIM / MAE of a synthetic volume against the real one")
