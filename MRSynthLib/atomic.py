@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -54,6 +55,15 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def stale_temps(path: str | os.PathLike) -> list[Path]:
+    """The hidden temp files of :func:`atomic_path` for ``path`` that exist now (a killed writer leaves one behind).
+    Only a caller that knows no other writer of ``path`` is running may delete them."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*.part{glob.escape(_suffixes(target).lower())}"))
 
 
 def _write_failure(target: Path, error: OSError) -> str:

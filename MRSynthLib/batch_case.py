@@ -8,6 +8,7 @@ with one sentence, never an exception, so one bad case cannot stop the others (n
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,19 @@ def plan_case(case, output_dir: Path, settings: CaseSettings, input_contrasts: t
     return CaseTask(case.case_id, inputs, tuple(case.images), plan, replace)
 
 
+def remove_stale_temps(paths) -> list[Path]:
+    """Delete the hidden temp files that killed earlier writes left beside ``paths`` (:func:`MRSynthLib.atomic.stale_temps`);
+    called only for outputs that are being redone, where no other attempt is writing them. Returns what was removed."""
+    from MRSynthLib.atomic import stale_temps
+
+    removed = []
+    for temp in (t for path in paths for t in stale_temps(path)):
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+            removed.append(temp)
+    return removed
+
+
 def run_case(task: CaseTask, settings: CaseSettings, bundle) -> dict:
     """Synthesize ``task`` with ``bundle`` (:class:`MRSynthLib.bundle.Bundle`) and write its outputs atomically;
     returns its summary row (``ok`` or ``failed`` with one sentence). Never raises for a problem of the case."""
@@ -110,6 +124,8 @@ def run_case(task: CaseTask, settings: CaseSettings, bundle) -> dict:
                             contributions=settings.contributions)
         if task.provenance:
             result.provenance["batch"] = dict(task.provenance)
+        if task.overwrite:
+            remove_stale_temps(task.plan.all_paths())
         write_result(result, task.plan, overwrite=task.overwrite)
         outcome = row(task.case_id, "ok", "", names, str(task.plan.synthetic))
     except MRSynthError as error:

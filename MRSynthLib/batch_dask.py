@@ -91,7 +91,7 @@ def open_client(config: ClusterConfig) -> Iterator[tuple[object, int | None]]:
             retries = int(dask.config.get("distributed.scheduler.allowed-failures"))
         scratch = tempfile.mkdtemp(prefix="mrsynth-dask-")  # workers' spill folders, removed afterwards
         try:
-            with dask.config.set({"distributed.scheduler.allowed-failures": retries}), \
+            with dask.config.set({"distributed.scheduler.allowed-failures": retries, "temporary-directory": scratch}), \
                     distributed.LocalCluster(n_workers=config.workers, threads_per_worker=1, processes=True,
                                              dashboard_address=None, local_directory=scratch,
                                              silence_logs=logging.ERROR) as cluster, \

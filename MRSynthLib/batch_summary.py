@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from MRSynthLib.atomic import write_text
-from MRSynthLib.batch_case import SUMMARY_FIELDS
+from MRSynthLib.batch_case import SUMMARY_FIELDS, remove_stale_temps
 
 
 class SummaryWriter:
@@ -39,6 +39,8 @@ class SummaryWriter:
         """Write every row now (when anything changed since the last write)."""
         if not self._dirty:
             return
+        if self._written_at is None:  # this batch owns summary.csv: drop what a killed earlier batch left
+            remove_stale_temps([self.path])
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
