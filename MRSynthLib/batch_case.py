@@ -39,14 +39,16 @@ class CaseSettings:
 
 @dataclass(frozen=True)
 class CaseTask:
-    """One case to synthesize: ``inputs`` (contrast -> file), the planned outputs, and whether existing files at
-    those paths may be replaced (``--overwrite``, a partial case on ``--resume``, or a retry on a cluster)."""
+    """One case to synthesize: ``inputs`` (contrast -> file), the planned outputs, whether existing files at
+    those paths may be replaced (``--overwrite``, a partial case on ``--resume``, or a retry on a cluster), and
+    whether temp files that a killed earlier write left there are dropped (``redo``: the same, or ``--resume``)."""
 
     case_id: str
     inputs: dict[str, Path]
     found: tuple[str, ...]
     plan: OutputPlan
     overwrite: bool = False
+    redo: bool = False
     provenance: dict = field(default_factory=dict)
 
 
@@ -88,7 +90,7 @@ def plan_case(case, output_dir: Path, settings: CaseSettings, input_contrasts: t
     if resume and existing and len(existing) == len(plan.all_paths()):
         return row(case.case_id, "skipped", "outputs complete (resume)", names, str(plan.synthetic))
     replace = overwrite or (resume and bool(existing)) or (retry_replaces and not existing)
-    return CaseTask(case.case_id, inputs, tuple(case.images), plan, replace)
+    return CaseTask(case.case_id, inputs, tuple(case.images), plan, replace, replace or resume)
 
 
 def remove_stale_temps(paths) -> list[Path]:
@@ -124,7 +126,7 @@ def run_case(task: CaseTask, settings: CaseSettings, bundle) -> dict:
                             contributions=settings.contributions)
         if task.provenance:
             result.provenance["batch"] = dict(task.provenance)
-        if task.overwrite:
+        if task.redo:
             remove_stale_temps(task.plan.all_paths())
         write_result(result, task.plan, overwrite=task.overwrite)
         outcome = row(task.case_id, "ok", "", names, str(task.plan.synthetic))

@@ -3,7 +3,9 @@
     Slicer --no-splash --no-main-window --python-script <extension>/Scripts/batch.py -- \\
         --input-dir BraTS2023/ --target t1ce --output-dir out/ --resume
 
-(``PythonSlicer <extension>/Scripts/batch.py ...`` and plain ``python`` work too.) No dialogs are shown;
+(``PythonSlicer <extension>/Scripts/batch.py ...`` and plain ``python`` work too.) Every flag of ``mrsynth batch``
+is passed through, e.g. ``--scheduler local:4`` or ``--scheduler tcp://HOST:8786`` to run the cases on a Dask
+cluster (needs ``dask[distributed]`` in Slicer's Python; docs/SCALING.md). No dialogs are shown;
 the exit code is that of ``mrsynth batch``: 0 when every case succeeded or was skipped, 1 when a case
 failed (see ``summary.csv``), 2 for unusable arguments.
 """
