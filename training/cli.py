@@ -1,7 +1,8 @@
 """``mrsynth-train``: stage1 | stage2 | export | all.
 
 Under ``torchrun --nproc_per_node N -m training.cli ...`` stage 1 trains data-parallel on N processes
-(NCCL on GPUs, gloo on CPUs); stage 2 and export then run on rank 0 only.
+(NCCL on GPUs, gloo on CPUs); stage 2 and export then run on rank 0 only. A job that ``torchrun --max-restarts``
+restarted after a failed rank resumes from the run folder's last checkpoint (as with ``--resume``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(config.threads)
     ctx = init_distributed(config.runtime.device)
     from MRSynthLib.errors import MRSynthError
+    from training.distributed import elastic_restart_count
+
+    restarts = elastic_restart_count()
+    if restarts and not args.resume:  # torchrun --max-restarts restarted the workers: continue, do not start over
+        args.resume = True
+        if ctx.is_main:
+            print(f"mrsynth-train: torchrun restarted the workers (restart {restarts}); resuming from the last "
+                  f"checkpoint in the run folder.", file=sys.stderr)
 
     try:
         return _run(args, config, ctx)

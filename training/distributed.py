@@ -3,7 +3,9 @@
 ``torchrun --nproc_per_node N -m training.cli stage1 ...`` starts N processes with ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` set; :func:`init_distributed` joins them with NCCL on GPUs or gloo
 on CPUs. Without those variables everything runs as a single process (rank 0 of 1) and every helper
-here is a no-op. Only rank 0 writes to the run folder or shows progress bars.
+here is a no-op. Only rank 0 writes to the run folder or shows progress bars. Several nodes: the same command
+on each with ``--nnodes`` and a rendezvous endpoint (docs/SCALING.md); when ``torchrun --max-restarts`` restarts
+the workers after a failure, :func:`elastic_restart_count` is above 0 and training resumes from the checkpoint.
 """
 
 from __future__ import annotations
@@ -68,9 +70,33 @@ def init_distributed(device_preference: str = "auto", timeout_minutes: float = 3
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend, timeout=dt.timedelta(minutes=timeout_minutes),
+        timeout = dt.timedelta(minutes=timeout_minutes)
+        store = _attempt_store(timeout)
+        torch_dist.init_process_group(backend, timeout=timeout,
+                                      **({"store": store, "rank": rank, "world_size": world} if store else {}),
                                       **({"device_id": device} if device.type == "cuda" else {}))
     return DistContext(rank, world, local_rank, device, backend)
+
+
+def _attempt_store(timeout: dt.timedelta):
+    """Under torchrun's agent store: that store with a key prefix for this attempt, else None (``env://``).
+
+    torchrun keeps one TCPStore across ``--max-restarts`` restarts, so without a prefix a restarted attempt reads the
+    killed attempt's gloo addresses and fails to connect (measured with torch 2.13)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = torch_dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                timeout=timeout)
+    return torch_dist.PrefixStore(f"mrsynth/attempt_{elastic_restart_count()}", store)
+
+
+def elastic_restart_count() -> int:
+    """How often ``torchrun --max-restarts`` has restarted this job's workers (0 for the first attempt or without
+    torchrun): a restarted job continues from the run folder's last checkpoint."""
+    try:
+        return max(0, int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")))
+    except ValueError:
+        return 0
 
 
 def cleanup(ctx: DistContext) -> None:
@@ -174,6 +200,6 @@ def replica_hashes(ctx: DistContext, model: torch.nn.Module) -> list[str]:
     return gather_objects(ctx, state_sha256(model))
 
 
-__all__ = ["DistContext", "barrier", "broadcast_object", "cleanup", "gather_objects", "init_distributed",
-           "mean_across_ranks", "replica_hashes", "run_everywhere", "run_on_main", "select_device", "state_sha256",
-           "unwrap", "wrap_model"]
+__all__ = ["DistContext", "barrier", "broadcast_object", "cleanup", "elastic_restart_count", "gather_objects",
+           "init_distributed", "mean_across_ranks", "replica_hashes", "run_everywhere", "run_on_main", "select_device",
+           "state_sha256", "unwrap", "wrap_model"]
