@@ -59,13 +59,15 @@ def case_outputs(output_dir: Path, case_id: str, target: str, samples: int, inpu
     return OutputPlan(
         synthetic=folder / f"{target}_synthetic.nii.gz",
         uncertainty=folder / f"{target}_uncertainty.nii.gz" if samples > 1 else None,
-        contributions={c: folder / "contributions" / f"contribution_{c}.nii.gz" for c in inputs} if contributions else {},
+        contributions=({c: folder / "contributions" / f"contribution_{c}.nii.gz" for c in inputs}
+                       if contributions else {}),
     )
 
 
 def row(case_id: str, status: str, message: str = "", inputs: str = "", output: str = "", seconds: float = 0.0) -> dict:
     """One ``summary.csv`` row."""
-    return {"case": case_id, "status": status, "seconds": seconds, "inputs": inputs, "output": output, "message": message}
+    return {"case": case_id, "status": status, "seconds": seconds, "inputs": inputs, "output": output,
+            "message": message}
 
 
 def plan_case(case, output_dir: Path, settings: CaseSettings, input_contrasts: tuple[str, ...], *, overwrite: bool,
@@ -94,8 +96,9 @@ def plan_case(case, output_dir: Path, settings: CaseSettings, input_contrasts: t
 
 
 def remove_stale_temps(paths) -> list[Path]:
-    """Delete the hidden temp files that killed earlier writes left beside ``paths`` (:func:`MRSynthLib.atomic.stale_temps`);
-    called only for outputs that are being redone, where no other attempt is writing them. Returns what was removed."""
+    """Delete the hidden temp files that killed earlier writes left beside ``paths``
+    (:func:`MRSynthLib.atomic.stale_temps`); called only for outputs that are being redone, where no other attempt
+    is writing them. Returns what was removed."""
     from MRSynthLib.atomic import stale_temps
 
     removed = []
@@ -118,7 +121,8 @@ def run_case(task: CaseTask, settings: CaseSettings, bundle) -> dict:
         if not task.inputs:
             raise MRSynthError(
                 f"case {task.case_id} has no usable input for target {settings.target} "
-                f"(found {', '.join(task.found) or 'nothing'}; the model accepts {', '.join(bundle.card.input_contrasts)}).")
+                f"(found {', '.join(task.found) or 'nothing'}; the model accepts "
+                f"{', '.join(bundle.card.input_contrasts)}).")
         check_outputs(task.plan.roles(), image_reads(task.inputs, "input"))
         result = synthesize(task.inputs, settings.target, model=bundle, samples=settings.samples, seed=settings.seed,
                             device=settings.device, backend=settings.backend, threads=settings.threads,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from MRSynthLib.batch_case import CaseSettings, CaseTask, row, run_case
+from MRSynthLib.batch_case import CaseSettings, CaseTask, remove_stale_temps, row, run_case
 from MRSynthLib.errors import BundleError, MRSynthError
 
 DASK_VERSION = "2026.8.0"
@@ -31,6 +31,9 @@ DASK_VERSION = "2026.8.0"
 INSTALL_HINT = f'pip install "dask[distributed]=={DASK_VERSION}"'
 CONNECT_TIMEOUT_S = 10
 WORKERS_TIMEOUT_S = 60
+ONE_CASE_PER_WORKER_THREAD = {"distributed.scheduler.worker-saturation": 1.0}
+"""Hand a worker a case only when a thread is free: a worker that dies then takes only the case it runs down with
+it (Dask counts a death against every task assigned to the worker, queued ones included)."""
 _ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9a-fA-F:]+\]|[^\s/:\[\]]+):\d{1,5}")
 
 
@@ -55,8 +58,8 @@ class ClusterConfig:
         if text.startswith("local:"):
             count = text.removeprefix("local:")
             if not count.isdigit() or int(count) < 1:
-                raise MRSynthError(f"--scheduler {text}: the number of local worker processes must be a whole number of "
-                                   f"at least 1: use e.g. --scheduler local:2.")
+                raise MRSynthError(f"--scheduler {text}: the number of local worker processes must be a whole "
+                                   f"number of at least 1: use e.g. --scheduler local:2.")
             return cls(text, None, int(count), worker_retries)
         if _ADDRESS.fullmatch(text):
             if worker_retries is not None:
@@ -91,7 +94,8 @@ def open_client(config: ClusterConfig) -> Iterator[tuple[object, int | None]]:
             retries = int(dask.config.get("distributed.scheduler.allowed-failures"))
         scratch = tempfile.mkdtemp(prefix="mrsynth-dask-")  # workers' spill folders, removed afterwards
         try:
-            with dask.config.set({"distributed.scheduler.allowed-failures": retries, "temporary-directory": scratch}), \
+            with dask.config.set({**ONE_CASE_PER_WORKER_THREAD, "distributed.scheduler.allowed-failures": retries,
+                                  "temporary-directory": scratch}), \
                     distributed.LocalCluster(n_workers=config.workers, threads_per_worker=1, processes=True,
                                              dashboard_address=None, local_directory=scratch,
                                              silence_logs=logging.ERROR) as cluster, \
@@ -151,8 +155,9 @@ def _worker_bundle(path: str, sha256: str, worker: str):
         try:
             bundle = _BUNDLES[path] = load_bundle(path)
         except MRSynthError as error:
-            raise BundleError(f"Dask worker {worker} cannot load the model bundle {path}: {error} Workers must see the "
-                              f"bundle at the client's path (a shared file system or the same copy on every node).") from None
+            raise BundleError(f"Dask worker {worker} cannot load the model bundle {path}: {error} Workers must see "
+                              f"the bundle at the client's path (a shared file system or the same copy on every "
+                              f"node).") from None
     if bundle.sha256 != sha256:
         raise BundleError(f"the model bundle {path} on Dask worker {worker} has sha256 {bundle.sha256[:12]}, the "
                           f"client's has {sha256[:12]}: give every worker the same bundle files.")
@@ -179,10 +184,13 @@ def run_case_on_worker(task: CaseTask, settings: CaseSettings, bundle_path: str,
 
 
 def _lost(task: CaseTask, retries: int | None) -> dict:
-    times = f"{retries + 1} times" if retries is not None else "as often as the scheduler allows"
+    """The row of a case the scheduler gave up on; no attempt of it runs any more, so the temp file of a write
+    its last worker was killed in is dropped (finished files stay complete; ``--resume`` redoes the case)."""
+    remove_stale_temps(task.plan.all_paths())
+    times = {None: "as often as the scheduler allows", 0: "once"}.get(retries, f"{(retries or 0) + 1} times")
     return row(task.case_id, "failed",
-               f"case {task.case_id}: the Dask worker running it died {times} (killed, or out of memory: give the workers "
-               f"more memory or fewer threads each), so it was not retried again; rerun with --resume.",
+               f"case {task.case_id}: the Dask worker running it died {times} (killed, or out of memory: give the "
+               f"workers more memory or fewer threads each), so it was not retried again; rerun with --resume.",
                " ".join(task.inputs))
 
 
@@ -196,12 +204,11 @@ def run_on_cluster(client, retries: int | None, tasks: list[CaseTask], settings:
     slots = slots_by_host(client)
     bundle_path = str(Path(bundle.path).resolve())
     record = {"runner": "dask", "scheduler": config.text, "client_bundle_sha256": bundle.sha256}
-    batch = uuid.uuid4().hex[:8]
-    futures = {}
-    for task in tasks:
-        future = client.submit(run_case_on_worker, replace(task, provenance=record), settings, bundle_path,
-                               bundle.sha256, slots, key=f"mrsynth-{batch}-{task.case_id}", pure=False)
-        futures[future] = task
+    batch = uuid.uuid4().hex[:8]  # keys mrsynth-case-<batch>-<case>: one Dask task group, so the cases are queued
+    submitted = client.map(run_case_on_worker, [replace(task, provenance=record) for task in tasks],
+                           key=[f"mrsynth-case-{batch}-{task.case_id}" for task in tasks], pure=False,
+                           settings=settings, bundle_path=bundle_path, bundle_sha256=bundle.sha256, slots=slots)
+    futures = dict(zip(submitted, tasks))
     try:
         for done, future in enumerate(distributed.as_completed(futures), start=1):
             task = futures[future]

@@ -68,7 +68,8 @@ def cluster(tmp_path_factory):
     import dask
 
     scratch = tmp_path_factory.mktemp("dask-scratch")
-    with dask.config.set({"distributed.scheduler.allowed-failures": 2, "temporary-directory": str(scratch)}), \
+    with dask.config.set({**batch_dask.ONE_CASE_PER_WORKER_THREAD, "distributed.scheduler.allowed-failures": 2,
+                          "temporary-directory": str(scratch)}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                      local_directory=str(scratch), silence_logs=logging.ERROR) as local, \
             distributed.Client(local) as client:
@@ -111,9 +112,9 @@ def _kill_a_worker_mid_case(client, timeout: float = 120.0) -> tuple[str, str]:
     while time.monotonic() < deadline:
         for address, (pid, keys) in client.run(_executing).items():
             for key in keys:
-                if key.startswith("mrsynth-"):
+                if key.startswith("mrsynth-case-"):  # mrsynth-case-<batch>-<case>
                     os.kill(pid, signal.SIGKILL)
-                    return address, key.rsplit("-", 1)[-1]
+                    return address, key.split("-", 3)[-1]
         time.sleep(0.02)
     pytest.fail("no worker was seen running a case")
 
@@ -174,6 +175,34 @@ def test_resume_after_the_client_was_killed(dataset, reference, cluster, tmp_pat
     assert all(rows[c]["status"] in ("skipped", "ok") for c in GOOD) and rows[CORRUPT]["status"] == "failed"
     assert any(rows[c]["status"] == "ok" for c in GOOD)  # the client died mid-batch: some cases were redone
     _assert_complete_and_identical(out, reference, GOOD)
+
+
+def _set_allowed_failures(dask_scheduler=None, value=0):
+    previous, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, value
+    return previous
+
+
+@pytest.mark.slow
+def test_a_case_whose_workers_keep_dying_fails_alone(dataset, cluster, tmp_path):
+    """allowed-failures 0: the first worker death of a case is final; that case is one failed row, the rest ok."""
+    data, bundle = dataset
+    address, client = cluster
+    previous = client.run_on_scheduler(_set_allowed_failures, value=0)
+    try:
+        out = tmp_path / "out"
+        process = _start_cli(_argv(data, bundle, out, "--scheduler", address, "--progress", "none"))
+        _, killed_case = _kill_a_worker_mid_case(client)
+        _, stderr = process.communicate(timeout=240)
+    finally:
+        client.run_on_scheduler(_set_allowed_failures, value=previous)
+    assert process.returncode == 1, stderr
+    rows = _rows(out)
+    assert rows[killed_case]["status"] == "failed" and rows[CORRUPT]["status"] == "failed"
+    assert rows[killed_case]["message"].startswith(f"case {killed_case}: the Dask worker running it died once (killed,")
+    assert all(rows[c]["status"] == "ok" for c in GOOD if c != killed_case)
+    assert not [p for p in out.rglob(".*") if ".part" in p.name]
+    for path in _outputs(out, killed_case) if (out / killed_case).exists() else []:  # complete, if any
+        assert path.suffix == ".json" or read_image(path).GetSize() == (24, 24, 20)
 
 
 @pytest.mark.parametrize("scheduler, words", [

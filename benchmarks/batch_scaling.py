@@ -3,7 +3,8 @@
 Every configuration runs the real CLI in a child process on the same ``--cases`` BraTS-size cases (one seeded
 phantom, 240x240x155 at 1 mm, t1/t2/flair as int16 NIfTI, hard-linked into each case folder: the same work per case)
 with the default bundle, target t1ce, and reports cases per minute end to end (start-up, bundle loading and
-the cluster's start included) and from the cases' own seconds in ``summary.csv``. A sampler thread records the
+the cluster's start included), the cases' own seconds in ``summary.csv`` and the CPU seconds of the whole process
+tree per case (start-up included; steadier than wall time on a shared machine). A sampler thread records the
 peak resident memory of the batch's process tree and of its largest single process (one case at a time per
 worker: the per-case memory to size a cluster with). The machine and its load before/after each run are recorded;
 the result is JSON (``--json``) and a markdown table on stdout, for docs/SCALING.md.
@@ -17,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -39,6 +41,7 @@ class Result:
     wall_s: float
     cases_per_min: float
     case_seconds_mean: float
+    cpu_s_per_case: float
     peak_tree_gib: float
     peak_process_gib: float
     load_before: float
@@ -93,17 +96,25 @@ def make_dataset(work: Path, cases: int) -> Path:
     return data
 
 
-def run_one(data: Path, out: Path, scheduler: str | None, timeout_s: float) -> Result:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_one(data: Path, out: Path, scheduler: str | None, timeout_s: float, model: str | None = None) -> Result:
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "MRSynthLib.cli", "batch", "--input-dir", str(data), "--target", "t1ce",
-               "--output-dir", str(out), "--progress", "none", *(["--scheduler", scheduler] if scheduler else [])]
+               "--output-dir", str(out), "--progress", "none", *(["--scheduler", scheduler] if scheduler else []),
+               *(["--model", model] if model else [])]
     load_before = load_average()[0]
+    cpu_before = _children_cpu_s()
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = MemorySampler(process.pid)
     sampler.start()
     _, err = process.communicate(timeout=timeout_s)
     wall = time.perf_counter() - start
+    cpu = _children_cpu_s() - cpu_before  # the whole tree: every worker was reaped by the batch, the batch by us
     sampler.stop()
     rows = list(csv.DictReader(open(out / "summary.csv"))) if (out / "summary.csv").exists() else []
     if process.returncode != 0:
@@ -111,16 +122,18 @@ def run_one(data: Path, out: Path, scheduler: str | None, timeout_s: float) -> R
     seconds = [float(r["seconds"]) for r in rows if r["status"] == "ok"]
     gib = 1024 ** 3
     return Result(scheduler or "none (this process)", len(seconds), round(wall, 1), round(60 * len(seconds) / wall, 2),
-                  round(sum(seconds) / max(1, len(seconds)), 1), round(sampler.peak_tree / gib, 2),
+                  round(sum(seconds) / max(1, len(seconds)), 1), round(cpu / max(1, len(seconds)), 1),
+                  round(sampler.peak_tree / gib, 2),
                   round(sampler.peak_process / gib, 2), load_before, load_average()[0], process.returncode)
 
 
 def markdown(results: list[Result]) -> str:
-    lines = ["| scheduler | cases | wall s | cases/min | mean s per case (in its worker) | peak memory, all processes GiB "
-             "| peak memory, largest process GiB | load 1 min before → after |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| scheduler | cases | wall s | cases/min | mean s per case (in its worker) | CPU s per case (all processes) "
+             "| peak memory, all processes GiB | peak memory, largest process GiB | load 1 min before → after |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.scheduler} | {r.cases} | {r.wall_s} | {r.cases_per_min} | {r.case_seconds_mean} | "
+                     f"{r.cpu_s_per_case} | "
                      f"{r.peak_tree_gib} | {r.peak_process_gib} | {r.load_before:.2f} → {r.load_after:.2f} |")
     return "\n".join(lines)
 
@@ -130,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=6)
     parser.add_argument("--schedulers", nargs="+", default=["none", "local:1", "local:2", "local:4"])
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-batch-scaling")
+    parser.add_argument("--model", default=None, help="bundle name or folder (default: the built-in default)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args(argv)
@@ -137,10 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     results = []
     for scheduler in args.schedulers:
-        result = run_one(data, args.work / "out", None if scheduler == "none" else scheduler, args.timeout)
+        result = run_one(data, args.work / "out", None if scheduler == "none" else scheduler, args.timeout, args.model)
         print(json.dumps(asdict(result)), flush=True)
         results.append(result)
-    report = {"started": started, "machine": describe(), "case": asdict(CASE), "results": [asdict(r) for r in results]}
+    report = {"started": started, "machine": describe(), "case": asdict(CASE), "model": args.model or "default",
+              "results": [asdict(r) for r in results]}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
