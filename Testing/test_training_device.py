@@ -155,13 +155,16 @@ def test_a_bundle_from_train_all_synthesizes_where_torch_cannot_import(two_rank_
 
 
 @pytest.mark.slow
-def test_a_translator_kind_trains_data_parallel_with_identical_replicas(two_rank_fusion_run, tmp_path):
-    """The target-code kind on the frozen autoencoder of the two-rank bundle (stage 1 skipped)."""
-    config = load_config("phantom-tiny-targetcode").to_dict()
+@pytest.mark.parametrize("config_name", ["phantom-tiny-targetcode", "sscf-phantom-tiny"])
+def test_a_translator_kind_trains_data_parallel_with_identical_replicas(two_rank_fusion_run, tmp_path, config_name):
+    """A kind on the frozen autoencoder of the two-rank bundle (stage 1 skipped). SSCF's memory bank grows from the
+    batches: every replica pushes every rank's entries, so the banks (buffers, hashed too) stay identical."""
+    config = load_config(config_name).to_dict()
     config["method"]["stage1_from"] = str(two_rank_fusion_run / "bundle")
-    path = tmp_path / "tiny-targetcode.yaml"
+    path = tmp_path / f"{config_name}.yaml"
     path.write_text(yaml.safe_dump(config))
     done = _torchrun(["stage2", "--config", str(path), "--run-dir", str(tmp_path / "run")], REPO)
     assert done.returncode == 0, done.stderr[-3000:]
-    replicas = _identical(tmp_path / "run" / "stage2_targetcode" / "replicas.json")
-    assert replicas["step"] == 6 and not (tmp_path / "run" / "stage1").exists()
+    stage = load_config(config_name).method.stage
+    replicas = _identical(tmp_path / "run" / stage / "replicas.json")
+    assert replicas["step"] == load_config(config_name).stage2.steps and not (tmp_path / "run" / "stage1").exists()

@@ -198,6 +198,17 @@ def average_gradients_on_step(ctx: DistContext, optimizer: torch.optim.Optimizer
     optimizer.register_step_pre_hook(hook)
 
 
+def concat_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` (same shape on all ranks) concatenated along dim 0 in rank order, on every rank; the
+    tensor itself outside a process group. For state that grows from the batches, such as a memory bank, so every
+    replica records the same entries."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()) or torch_dist.get_world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(torch_dist.get_world_size())]
+    torch_dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
 def rank_seed(ctx: DistContext, *seed: int) -> list[int]:
     """A numpy seed sequence for this rank: ``seed`` itself on rank 0 (single-process runs keep their draws),
     ``seed + [rank]`` on the others (each rank draws its own batches)."""
@@ -230,5 +241,5 @@ def replica_hashes(ctx: DistContext, model: torch.nn.Module) -> list[str]:
 
 
 __all__ = ["DistContext", "agree", "average_gradients_on_step", "barrier", "broadcast_modules", "broadcast_object",
-           "cleanup", "gather_objects", "init_distributed", "mean_across_ranks", "rank_seed", "replica_hashes",
+           "cleanup", "concat_across_ranks", "gather_objects", "init_distributed", "mean_across_ranks", "rank_seed", "replica_hashes",
            "run_everywhere", "run_on_main", "select_device", "state_sha256", "unwrap", "wrap_model"]

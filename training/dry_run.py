@@ -4,7 +4,7 @@ What a GPU config can be checked for before a long allocation: its keys parse, i
 configured widths and depths, each stage (stage 1, the fusion translator, the configured kind) runs a training
 step and a validation through the real code path. What is reduced: the data (three seeded phantoms at the
 config's spacing instead of its dataset), batch 1, the smallest patch the networks accept (at least ``--size``),
-one step per stage, 2 sampling steps in validation; the bundle is exported with its ONNX graphs and
+one step per stage, 2 sampling steps in validation and in the card; the bundle is exported with its ONNX graphs and
 parity check like a real run's; ``stage1_from``/``fusion_from`` are dropped so every stage
 runs here. Parameter counts are exact; seconds are CPU seconds at the reduced size, not GPU estimates.
 
@@ -42,9 +42,8 @@ def reduced_config(config, size: int) -> dict:
     patch = -(-size // multiple) * multiple
     data = copy.deepcopy(config.to_dict())
     data["name"] = f"{config.name}-dry-run"
-    spacing = min(config.preprocessing.spacing)
     data["data"]["sources"] = [{"kind": "phantom", "train_cases": 2, "val_cases": 1,
-                                "size": [int(patch + 16 / spacing)] * 3, "ms_lesions": 1}]
+                                "size": [patch] * 3, "ms_lesions": 1}]
     data["data"]["cache_dir"] = ""
     data.setdefault("runtime", {})["workers"] = 0
     for stage in ("stage1", "stage2"):
@@ -55,8 +54,9 @@ def reduced_config(config, size: int) -> dict:
     for key in ("stage1_from", "fusion_from", "max_minutes"):
         method.pop(key, None)
     kind = config.method.kind
-    if kind in SAMPLING_KINDS_WITH_VALIDATION_STEPS:
+    if kind in SAMPLING_KINDS_WITH_VALIDATION_STEPS:  # 2 sampling steps in validation and in the parity probe
         method.setdefault(kind, {})["validation_steps"] = 2
+        method[kind].setdefault("sampling", {})["steps"] = 2
     return data
 
 
