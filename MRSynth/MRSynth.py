@@ -58,6 +58,7 @@ from MRSynthSlicerLib.dependencies import (  # noqa: E402
     DependencyError,
     ensure_dependencies,
     plan_dependencies,
+    slicer_pip_install,
 )
 from MRSynthSlicerLib.models import installed_models  # noqa: E402
 from MRSynthSlicerLib.process import LogEvent, Outcome, ProgressEvent  # noqa: E402
@@ -486,11 +487,7 @@ class SlicerInstaller:
             raise DependencyError("PyTorch could not be installed: install it in the PyTorch Utils module, then retry.")
 
     def pip_install(self, requirements, constraints_file):
-        packaging = getattr(slicer, "packaging", None)  # Slicer >= 5.12
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
-            packaging.pip_ensure(requirements, constraints=constraints_file, prompt_install=False, requester="MRSynth")
-        else:  # Slicer 5.10
-            slicer.util.pip_install(["-c", str(constraints_file)] + list(requirements))
+        slicer_pip_install(requirements, constraints_file, slicer.util)  # slicer.packaging on 5.12+, else util
 
 
 #

@@ -96,6 +96,8 @@ def _axis_starts(length: int, size: int, overlap: int, multiple: int) -> tuple[i
     multiples of ``multiple``, neighbours overlapping by at least ``overlap`` voxels."""
     if size >= length:
         return (0,)
+    if size - overlap < multiple:  # starts lie on the network's grid: neighbours could not overlap by ``overlap``
+        raise ValueError(f"window {size} with overlap {overlap} leaves no start on the {multiple}-voxel grid")
     count = int(np.ceil((length - overlap) / (size - overlap)))
     while True:
         spread = np.linspace(0, length - size, count)[:-1]
@@ -110,8 +112,10 @@ def plan_windows(shape: tuple[int, int, int], window: int | None, overlap: int, 
 
     Args:
         shape: volume shape, every axis a multiple of ``multiple``.
-        window: window edge in voxels (rounded down to ``multiple``); None = automatic (whole volume up
-            to :data:`AUTO_WINDOW_VOXELS`, else :data:`AUTO_WINDOW_SIZE`); 0 = whole volume.
+        window: window edge in voxels (rounded down to ``multiple``, and up to the smallest multiple that exceeds
+            ``overlap`` by ``multiple``: window starts lie on the network's grid, a deep latent denoiser's grid may be
+            64 voxels); None = automatic (whole volume up to :data:`AUTO_WINDOW_VOXELS`, else
+            :data:`AUTO_WINDOW_SIZE`); 0 = whole volume.
         overlap: target overlap between neighbouring windows (voxels).
     """
     if window is None:
@@ -123,6 +127,8 @@ def plan_windows(shape: tuple[int, int, int], window: int | None, overlap: int, 
     edge = max(multiple, window // multiple * multiple)
     if overlap >= edge:
         raise MRSynthError(f"The window overlap ({overlap}) must be smaller than the window ({edge}): use a larger --window.")
+    if edge - overlap < multiple:  # window starts are multiples of ``multiple``: grow the window until they can overlap
+        edge = -(-(overlap + multiple) // multiple) * multiple
     size = tuple(min(edge, n) for n in shape)
     starts = tuple(_axis_starts(n, w, overlap, multiple) for n, w in zip(shape, size))
     return WindowPlan(starts, size, overlap)  # type: ignore[arg-type]

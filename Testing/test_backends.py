@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
@@ -98,19 +100,39 @@ def test_dropout_masks_are_seeded_and_unbiased():
     assert not np.array_equal(a, dropout_masks(8, 64, 0.25, seed=2))
 
 
-@pytest.mark.parametrize("shape, window, overlap", [((64, 76, 64), 32, 8), ((256, 256, 200), 128, 16), ((20, 20, 20), 16, 4)])
-def test_window_plan_covers_volume_with_overlap(shape, window, overlap):
-    plan = plan_windows(shape, window, overlap, 4)
+@pytest.mark.parametrize("shape, window, overlap, multiple", [
+    ((64, 76, 64), 32, 8, 4), ((256, 256, 200), 128, 16, 4), ((20, 20, 20), 16, 4, 4),
+    ((192, 192, 128), 64, 16, 64),  # wldm-brats: 4x autoencoder x 16x denoiser; its 64-voxel window looped forever
+])
+def test_window_plan_covers_volume_with_overlap(shape, window, overlap, multiple):
+    plan = plan_windows(shape, window, overlap, multiple)
     covered = np.zeros(shape, np.int32)
     weights = np.zeros(shape, np.float32)
     for start in plan.windows():
-        assert all(s % 4 == 0 for s in start)
+        assert all(s % multiple == 0 for s in start)
         where = tuple(slice(s, s + n) for s, n in zip(start, plan.size))
         covered[where] += 1
         weights[where] += blend_weights(start, plan.size, shape, plan.overlap)
     assert covered.min() >= 1
     assert weights.min() > 0
     for axis, starts in enumerate(plan.starts):
+        if len(starts) > 1:
+            assert plan.size[axis] - max(np.diff(starts)) >= overlap
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([4, 8, 16, 32, 64]), st.lists(st.integers(1, 8), min_size=3, max_size=3),
+       st.integers(1, 160), st.integers(0, 40))
+def test_window_plan_always_ends_on_the_grid_with_its_overlap(multiple, cells, window, overlap):
+    """Any grid (a deep denoiser's may be 64 voxels), volume, window and overlap: a plan or one sentence, never a hang."""
+    shape = tuple(c * multiple for c in cells)
+    try:
+        plan = plan_windows(shape, window, overlap, multiple)
+    except MRSynthError as error:
+        assert "overlap" in str(error)
+        return
+    for axis, starts in enumerate(plan.starts):
+        assert all(s % multiple == 0 for s in starts) and starts[0] == 0 and starts[-1] + plan.size[axis] == shape[axis]
         if len(starts) > 1:
             assert plan.size[axis] - max(np.diff(starts)) >= overlap
 

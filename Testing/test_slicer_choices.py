@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import types
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -17,6 +20,7 @@ from MRSynthSlicerLib.dependencies import (
     Requirement,
     ensure_dependencies,
     plan_dependencies,
+    slicer_pip_install,
     satisfied,
 )
 from MRSynthSlicerLib.models import ModelInfo, installed_models, model_info
@@ -175,6 +179,68 @@ def test_impossible_combinations_are_refused_with_the_fix():
         plan_dependencies("cpu", "onnx", False, versions())
     plan = plan_dependencies("cpu", "auto", False, versions(**SLICER_LIKE))
     assert plan.backend == "torch" and plan.needs_torch  # a bundle without ONNX graphs needs torch even on the CPU
+
+
+def test_onnx_run_on_the_cpu_asks_for_onnxruntime_only_even_with_torch_installed():
+    """Before issue 17 an installed torch added monai and safetensors to every Auto-device ONNX run."""
+    installed = versions(**SLICER_LIKE, torch="2.6.0")
+    plan = plan_dependencies("auto", "auto", True, installed, gpu_available=lambda: False)
+    assert plan.backend == "onnx" and [str(r) for r in plan.missing] == ["onnxruntime>=1.18"]
+    assert plan_dependencies("cpu", "onnx", True, installed, gpu_available=lambda: True).backend == "onnx"
+    on_gpu = plan_dependencies("auto", "auto", True, installed, gpu_available=lambda: True)
+    assert on_gpu.backend == "torch" and [r.name for r in on_gpu.missing] == ["monai", "safetensors"]
+    assert not on_gpu.needs_torch  # torch is there; it is never installed by pip
+    asked = []
+    plan_dependencies("auto", "auto", True, versions(**SLICER_LIKE), gpu_available=lambda: asked.append(1) or True)
+    assert not asked  # without torch there is no GPU to ask about
+
+
+# Documented signatures (Slicer's Base/Python/slicer): 5.12 ``slicer.packaging.pip_ensure`` and 5.10
+# ``slicer.util.pip_install``. The fakes accept exactly these parameters, so a call that drifts from them fails.
+def _pip_ensure_5_12(requirements, constraints=None, skip_packages=None, prompt_install=True, prompt_restart=True,
+                     requester=None, skip_in_testing=True, show_progress=True):
+    return None
+
+
+def _pip_install_5_10(requirements):
+    return None
+
+
+class _Recorder:
+    def __init__(self, name, signature_of):
+        self.name, self.signature, self.calls = name, inspect.signature(signature_of), []
+
+    def __call__(self, *args, **kwargs):
+        self.signature.bind(*args, **kwargs)  # TypeError when the call does not fit the documented signature
+        self.calls.append((args, kwargs))
+
+
+def test_slicer_5_12_installs_with_packaging_pip_ensure_imported_on_demand(tmp_path):
+    packaging = types.SimpleNamespace(pip_ensure=_Recorder("pip_ensure", _pip_ensure_5_12))
+    util = types.SimpleNamespace(pip_install=_Recorder("pip_install", _pip_install_5_10))
+    imported = []
+
+    def import_module(name):
+        imported.append(name)
+        return packaging
+
+    constraints = tmp_path / "c.txt"
+    used = slicer_pip_install(["onnxruntime>=1.18"], constraints, util, import_module)
+    assert used == "slicer.packaging.pip_ensure" and imported == ["slicer.packaging"] and not util.pip_install.calls
+    (args, kwargs), = packaging.pip_ensure.calls
+    assert args == (["onnxruntime>=1.18"],) and kwargs["constraints"] == str(constraints)
+    assert kwargs["prompt_install"] is False and kwargs["skip_in_testing"] is False  # MRSynth asked already
+
+
+def test_slicer_5_10_installs_with_util_pip_install_and_the_constraints(tmp_path):
+    util = types.SimpleNamespace(pip_install=_Recorder("pip_install", _pip_install_5_10))
+
+    def no_packaging(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    used = slicer_pip_install(["monai>=1.6,<1.7", "safetensors>=0.4"], tmp_path / "c.txt", util, no_packaging)
+    assert used == "slicer.util.pip_install"
+    assert util.pip_install.calls == [((["-c", str(tmp_path / "c.txt"), "monai>=1.6,<1.7", "safetensors>=0.4"],), {})]
 
 
 def test_version_comparison():

@@ -1,8 +1,10 @@
-"""``mrsynth-train``: stage1 | stage2 | export | all.
+"""``mrsynth-train``: stage1 | stage2 | export | all | regression | export-onnx.
 
-Under ``torchrun --nproc_per_node N -m training.cli ...`` stage 1 trains data-parallel on N processes
-(NCCL on GPUs, gloo on CPUs); stage 2 and export then run on rank 0 only. A job that ``torchrun --max-restarts``
-restarted after a failed rank resumes from the run folder's last checkpoint (as with ``--resume``).
+Under ``torchrun --nproc_per_node N -m training.cli ...`` stage 1 and stage 2 (every translator kind) train
+data-parallel on N processes (NCCL on GPUs, gloo on CPUs); export runs on rank 0 only. Bundles are written
+with their ONNX graphs (parity-checked against torch) unless ``--no-onnx``, so a CPU-only Slicer runs them.
+A job that ``torchrun --max-restarts`` restarted after a failed rank resumes from the run folder's last
+checkpoint (as with ``--resume``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("export", "all", "regression"):
             p.add_argument("--output", type=Path, help="bundle folder (default: <run-dir>/bundle)")
             p.add_argument("--overwrite", action="store_true")
+        if name in ("export", "all"):
+            p.add_argument("--no-onnx", action="store_true",
+                           help="fusion bundles: skip the ONNX graphs (the bundle then needs torch at inference); "
+                                "the translator kinds' bundles always carry theirs")
+    p = sub.add_parser("export-onnx", help="add (or re-export) the ONNX graphs of a fusion bundle, parity-checked")
+    p.add_argument("bundle", type=Path, help="bundle folder, rewritten in place")
     return parser
 
 
@@ -38,6 +46,10 @@ def cache_dir(config: TrainConfig, run_root: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "export-onnx":
+        from training.onnx_export import main as export_onnx
+
+        return export_onnx([str(args.bundle)])
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -97,15 +109,11 @@ def _run(args, config: TrainConfig, ctx) -> int:
 
             autoencoder = train_stage1(config, run, data.train, data.val, resume=args.resume, progress=progress,
                                        ctx=ctx, weights=data.weights)
-        if args.command in ("stage2", "all") and config.method.kind != "fusion":  # ldm / cyclegan / targetcode
-            if not ctx.is_main:
-                return 0  # stage 2 and export run on rank 0 only
+        if args.command in ("stage2", "all") and config.method.kind != "fusion":  # the generative kinds
             from training.stage2_methods import train_method
 
-            train_method(config, run, data.train, data.val, resume=args.resume, progress=progress)
+            train_method(config, run, data.train, data.val, resume=args.resume, progress=progress, ctx=ctx)
         if args.command in ("stage2", "all") and config.method.kind == "fusion":
-            if not ctx.is_main:
-                return 0  # stage 2 and export run on rank 0 only
             from MRSynthLib.networks.autoencoder import FSQAutoencoder
             from training.stage2 import train_stage2
 
@@ -123,15 +131,20 @@ def _run(args, config: TrainConfig, ctx) -> int:
                 print("mrsynth-train: stage 2 needs training and validation cases with at least two of the translator's "
                       f"contrasts {list(slots)}; the data has none in one of the splits.", file=sys.stderr)
                 return 2
-            train_stage2(config, run, autoencoder, paired[0], paired[1], resume=args.resume, progress=progress)
+            train_stage2(config, run, autoencoder, paired[0], paired[1], resume=args.resume, progress=progress, ctx=ctx)
     if args.command in ("export", "all") and ctx.is_main:
-        if config.method.kind != "fusion":
+        if config.method.kind != "fusion":  # the kinds' bundles carry their ONNX graphs (training.stage2_bundle)
             from training.stage2_methods import export_method as export_bundle
         else:
             from training.export import export_bundle
 
         output = export_bundle(config, run, args.output or run.root / "bundle", overwrite=args.overwrite)
-        print(f"bundle written to {output}")
+        if config.method.kind == "fusion" and not args.no_onnx:
+            from training.onnx_export import add_onnx_parts
+
+            add_onnx_parts(output)
+        print(f"bundle written to {output}" + ("" if args.no_onnx or config.method.kind != "fusion"
+                                               else " (with ONNX graphs, parity-checked)"))
     return 0
 
 

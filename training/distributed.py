@@ -180,6 +180,72 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext, find_unused_parameters:
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
 
+def broadcast_modules(ctx: DistContext, modules: dict[str, torch.nn.Module]) -> None:
+    """Copy rank 0's parameters and buffers of every module to the other ranks (identical replicas to start from)."""
+    if not ctx.distributed:
+        return
+    for name in sorted(modules):
+        for tensor in list(modules[name].parameters()) + list(modules[name].buffers()):
+            torch_dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients_on_step(ctx: DistContext, optimizer: torch.optim.Optimizer) -> None:
+    """Make ``optimizer.step()`` first average its parameters' gradients over the ranks (data parallel).
+
+    The same arithmetic as DistributedDataParallel (mean of the per-rank gradients; every rank then takes the same
+    step), done in one all-reduce per optimiser step instead of overlapping with the backward pass, so it serves
+    trainers with several optimisers and several backward passes per step (GANs, diffusion with auxiliary
+    losses) without wrapping their networks. Gradient clipping before ``step()`` acts on each rank's own gradient.
+    A parameter without a gradient on some ranks counts as zero there; one without a gradient on every rank is
+    left out (the optimiser skips it, as in a single process). Every rank must call ``step()`` equally often.
+    """
+    if not ctx.distributed:
+        return
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def hook(_optimizer, _args, _kwargs) -> None:
+        present = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=ctx.device)
+        torch_dist.all_reduce(present)
+        chosen = [p for p, count in zip(parameters, present.tolist()) if count > 0]
+        if not chosen:
+            return
+        for p in chosen:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1).float() for p in chosen])
+        torch_dist.all_reduce(flat)
+        flat /= ctx.world_size
+        offset = 0
+        for p in chosen:
+            count = p.grad.numel()
+            p.grad.copy_(flat[offset:offset + count].view_as(p.grad))
+            offset += count
+
+    optimizer.register_step_pre_hook(hook)
+
+
+def concat_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` (same shape on all ranks) concatenated along dim 0 in rank order, on every rank; the
+    tensor itself outside a process group. For state that grows from the batches, such as a memory bank, so every
+    replica records the same entries."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()) or torch_dist.get_world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(torch_dist.get_world_size())]
+    torch_dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def rank_seed(ctx: DistContext, *seed: int) -> list[int]:
+    """A numpy seed sequence for this rank: ``seed`` itself on rank 0 (single-process runs keep their draws),
+    ``seed + [rank]`` on the others (each rank draws its own batches)."""
+    return list(seed) if ctx.rank == 0 else [*seed, ctx.rank]
+
+
+def agree(ctx: DistContext, flag: bool) -> bool:
+    """Rank 0's decision on every rank (e.g. a wall-clock stop, measured on rank 0 only)."""
+    return bool(broadcast_object(ctx, bool(flag)))
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DistributedDataParallel wrapper (or ``model`` itself)."""
     return getattr(model, "module", model)
@@ -200,6 +266,7 @@ def replica_hashes(ctx: DistContext, model: torch.nn.Module) -> list[str]:
     return gather_objects(ctx, state_sha256(model))
 
 
-__all__ = ["DistContext", "barrier", "broadcast_object", "cleanup", "elastic_restart_count", "gather_objects",
-           "init_distributed", "mean_across_ranks", "replica_hashes", "run_everywhere", "run_on_main", "select_device",
+__all__ = ["DistContext", "agree", "average_gradients_on_step", "barrier", "broadcast_modules", "broadcast_object",
+           "cleanup", "concat_across_ranks", "elastic_restart_count", "gather_objects", "init_distributed",
+           "mean_across_ranks", "rank_seed", "replica_hashes", "run_everywhere", "run_on_main", "select_device",
            "state_sha256", "unwrap", "wrap_model"]

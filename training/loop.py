@@ -31,10 +31,6 @@ def progress_steps(ctx: DistContext, start: int, total: int, description: str, e
     return tqdm(range(start, total), desc=description, disable=not (enabled and ctx.is_main), initial=start, total=total)
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
 def mean_terms(ctx: DistContext, terms: dict[str, float]) -> dict[str, float]:
     """Average scalar loss terms over the ranks (every rank must call it with the same keys)."""
     if not ctx.distributed:
@@ -68,4 +64,4 @@ def check_replicas(ctx: DistContext, run: RunFolder, stage: str, modules: dict[s
     return hashes
 
 
-__all__ = ["check_replicas", "is_log_step", "mean_terms", "progress_steps", "restore", "to_device"]
+__all__ = ["check_replicas", "is_log_step", "mean_terms", "progress_steps", "restore"]

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from MRSynthLib.networks.filters import gaussian_blur, gradient_magnitude
+from MRSynthLib.networks.precision import full_precision
 
 
 class ImageLoss(torch.nn.Module):
@@ -24,17 +25,17 @@ class ImageLoss(torch.nn.Module):
         self.l1_weight, self.ssim_weight = l1_weight, ssim_weight
         self.ssim = SSIMLoss(spatial_dims=spatial_dims, data_range=data_range, win_size=7) if ssim_weight > 0 else None
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        with torch.autocast(device_type=prediction.device.type, enabled=False):
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with full_precision(prediction):
             return self._float32(prediction.float(), target.float())
 
-    def _float32(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _float32(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         l1 = F.l1_loss(prediction, target)
-        terms = {"l1": l1.item()}
+        terms = {"l1": l1.detach()}  # tensors, read (synchronised) only when logged
         loss = self.l1_weight * l1
         if self.ssim is not None:
             ssim_loss = self.ssim(prediction, target)
-            terms["ssim_loss"] = ssim_loss.item()
+            terms["ssim_loss"] = ssim_loss.detach()
             loss = loss + self.ssim_weight * ssim_loss
         return loss, terms
 

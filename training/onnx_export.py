@@ -9,7 +9,8 @@ Four graphs, each with dynamic batch / spatial axes (and a dynamic number of giv
 - ``onnx/decoder.onnx``          latents ``(B, L, *s)`` → image ``(B, 1, Z, Y, X)``
 
 After export both backends run on a probe volume; the card records the largest relative difference
-(``networks.onnx.parity``) and the export refuses graphs that differ by more than ``1e-4``.
+(``networks.onnx.parity``) and the export refuses graphs that differ by more than
+:data:`training.stage2_onnx.PARITY_TOLERANCE` (1e-3).
 
     python -m training.onnx_export Resources/Models/mrsynth-phantom-fsq
 """
@@ -31,9 +32,9 @@ from torch import nn
 from MRSynthLib.atomic import staged_folder
 from MRSynthLib.bundle import Bundle, load_bundle, sha256_file, write_card
 from MRSynthLib.errors import MRSynthError
+from training.stage2_onnx import PARITY_TOLERANCE
 
 OPSET = 17
-PARITY_TOLERANCE = 1e-4
 
 
 class _Encoder(nn.Module):

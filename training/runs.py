@@ -58,6 +58,7 @@ class RunFolder:
 
     def log(self, stage: str, row: dict, table: str = "metrics") -> None:
         """Append ``row`` to ``<stage>/<table>.csv`` (one table per fixed set of columns)."""
+        row = {key: _plain(value) for key, value in row.items()}
         path = self.stage_dir(stage) / f"{table}.csv"
         new = not path.exists()
         with open(path, "a", newline="") as stream:
@@ -123,3 +124,10 @@ class Timer:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+
+def _plain(value):
+    """A logged value as a plain number: 0-dim tensors and numpy scalars are read with ``.item()``."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "ndim", 0) == 0 else value
+

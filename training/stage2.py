@@ -16,25 +16,37 @@ import torch.nn.functional as F
 from MRSynthLib.metrics import psnr
 from MRSynthLib.networks.autoencoder import FSQAutoencoder
 from MRSynthLib.networks.fusion import FusionTranslator, pad_to_multiple
+from MRSynthLib.networks.precision import full_precision
 from training.acceleration import autocast, bf16_enabled
 from training.augment import PatchAugmenter
 from training.config import AugmentationConfig, ConfigError, TrainConfig
 from training.data import Volume, random_patch_slices
+from training.distributed import (DistContext, average_gradients_on_step, barrier, broadcast_modules, rank_seed,
+                                  select_device)
+from training.loop import check_replicas, is_log_step, mean_terms, progress_steps
 from training.losses import ImageLoss
+from training.placement import to_device
 from training.runs import RunFolder, Timer
 
 STAGE = "stage2"
 
 
+def _encode(autoencoder: FSQAutoencoder, image: np.ndarray) -> torch.Tensor:
+    """``(L, *s)`` codes of one ``(z, y, x)`` image, computed on the autoencoder's device, kept on the CPU."""
+    parameter = next(iter(getattr(autoencoder, "parameters", lambda: [])()), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    return autoencoder.encode(torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device))[0].cpu()
+
+
 @torch.no_grad()
 def encode_volumes(autoencoder: FSQAutoencoder, volumes: list[Volume], slots: tuple[str, ...]) -> list[torch.Tensor]:
-    """Per volume: ``(M, L, *s)`` codes for every slot (zeros where the volume lacks the contrast)."""
+    """Per volume: ``(M, L, *s)`` codes for every slot (zeros where the volume lacks the contrast), on the CPU."""
     cached = []
     for volume in volumes:
         codes = []
         for name in slots:
             if name in volume.images:
-                codes.append(autoencoder.encode(torch.from_numpy(volume.images[name])[None, None])[0])
+                codes.append(_encode(autoencoder, volume.images[name]))
             else:
                 codes.append(None)
         template = next(c for c in codes if c is not None)
@@ -52,7 +64,7 @@ def encode_noise(autoencoder: FSQAutoencoder, volumes: list[Volume], seed: int) 
     cached = []
     for volume in volumes:
         noise = (rng.random(volume.mask.shape, dtype=np.float32) * volume.mask).astype(np.float32)
-        cached.append(autoencoder.encode(torch.from_numpy(noise)[None, None])[0])
+        cached.append(_encode(autoencoder, noise))
     return cached
 
 
@@ -78,7 +90,7 @@ def encode_augmented(autoencoder: FSQAutoencoder, volumes: list[Volume], slots: 
         versions = []
         for copy in range(copies):
             images, _ = augmenter(stack, volume.mask, seed=int(seed * 100_003 + number * 101 + copy))
-            codes = {name: autoencoder.encode(torch.from_numpy(images[i])[None, None])[0] for i, name in enumerate(present)}
+            codes = {name: _encode(autoencoder, images[i]) for i, name in enumerate(present)}
             template = next(iter(codes.values()))
             versions.append(torch.stack([codes.get(n, torch.zeros_like(template)) for n in slots]).half())
         out.append(versions)
@@ -157,8 +169,9 @@ def sample_batch(volumes, latents, config: TrainConfig, rng, slots, noise_latent
 
 @torch.no_grad()
 def validate(autoencoder, translator, volumes, latents, slots) -> dict[str, float]:
-    """Whole-volume PSNR (brain mask, range 1) for every target from all other contrasts."""
+    """Whole-volume PSNR (brain mask, range 1) for every target from all other contrasts (on the translator's device)."""
     translator.eval()
+    device = next(translator.parameters()).device
     scores = {}
     for volume, codes in zip(volumes, latents):
         present = [i for i, name in enumerate(slots) if name in volume.images]
@@ -168,9 +181,9 @@ def validate(autoencoder, translator, volumes, latents, slots) -> dict[str, floa
             z = codes[None].clone()
             z[0, available[0] == 0] = 0.0
             padded, crop = pad_to_multiple(z.flatten(1, 2), translator.config.latent_multiple)
-            prediction, _ = translator(padded.view(1, z.shape[1], z.shape[2], *padded.shape[2:]), available,
-                                       torch.tensor([target]))
-            image = autoencoder.decode(prediction[crop])[0, 0].float().numpy()
+            prediction, _ = translator(padded.view(1, z.shape[1], z.shape[2], *padded.shape[2:]).to(device),
+                                       available.to(device), torch.tensor([target], device=device))
+            image = autoencoder.decode(prediction[crop])[0, 0].float().cpu().numpy()
             truth = volume.images[slots[target]]
             value = psnr(np.clip(truth, 0, 1), np.clip(image, 0, 1), mask=volume.mask, data_range=1.0)
             scores.setdefault(slots[target], []).append(value)
@@ -180,26 +193,102 @@ def validate(autoencoder, translator, volumes, latents, slots) -> dict[str, floa
     return result
 
 
-def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencoder, train: list[Volume],
-                 val: list[Volume], resume: bool = False, progress: bool = True) -> FusionTranslator:
-    """Train (or resume) the translator with the autoencoder frozen; returns the best-validation translator."""
-    from tqdm import tqdm
+@dataclasses.dataclass
+class FusionCodes:
+    """The latents stage 2 trains on, encoded once by the frozen autoencoder and kept on the CPU.
 
-    torch.manual_seed(config.seed + 1)
-    rng = np.random.default_rng(config.seed + 1)
-    autoencoder.eval().requires_grad_(False)
+    ``train``/``val``: per volume ``(M, L, *s)``; ``noise``: per training volume ``(L, *s)`` or None;
+    ``augmented``: per training volume a list of float16 ``(M, L, *s)`` copies, or None."""
+
+    train: list[torch.Tensor]
+    val: list[torch.Tensor]
+    noise: list[torch.Tensor] | None = None
+    augmented: list[list[torch.Tensor]] | None = None
+
+
+def encode_fusion_codes(config: TrainConfig, autoencoder: FSQAutoencoder, train: list[Volume], val: list[Volume],
+                        validate_here: bool = True, progress: bool = False) -> FusionCodes:
+    """Encode everything stage 2 needs on the autoencoder's device (validation codes only where ``validate_here``)."""
     slots = config.translator.contrasts
-    latent_crop, _ = decode_window(config)  # checks the sizes before the slow encoding
-    train_latents = encode_volumes(autoencoder, train, slots)
-    val_latents = encode_volumes(autoencoder, val, slots)
-    noise_latents = encode_noise(autoencoder, train, config.seed + 2) if config.stage2.corrupt_probability > 0 else None
-    augmented = (encode_augmented(autoencoder, train, slots, config.augmentation, config.stage2.augmented_copies,
-                                  config.seed + 3, config.preprocessing.normalization.clip, progress)
-                 if config.stage2.augmented_copies > 0 else None)
-    translator = FusionTranslator(config.translator)
-    optimizer = torch.optim.AdamW(translator.parameters(), lr=config.stage2.lr, weight_decay=config.stage2.weight_decay)
+    autoencoder.eval().requires_grad_(False)
+    return FusionCodes(
+        train=encode_volumes(autoencoder, train, slots),
+        val=encode_volumes(autoencoder, val, slots) if validate_here else [],
+        noise=encode_noise(autoencoder, train, config.seed + 2) if config.stage2.corrupt_probability > 0 else None,
+        augmented=(encode_augmented(autoencoder, train, slots, config.augmentation, config.stage2.augmented_copies,
+                                    config.seed + 3, config.preprocessing.normalization.clip, progress)
+                   if config.stage2.augmented_copies > 0 else None))
+
+
+class FusionTrainer:
+    """The fusion translator's training state on one device: frozen autoencoder, translator, optimiser.
+
+    It trains on :class:`FusionCodes` (CPU); each step draws a batch there (numpy, seeded) and moves it to the
+    device. Under ``torchrun`` every rank holds one replica; the optimiser averages gradients over the ranks
+    (:func:`training.distributed.average_gradients_on_step`), so the replicas stay identical.
+    """
+
+    def __init__(self, config: TrainConfig, autoencoder: FSQAutoencoder, train: list[Volume], val: list[Volume],
+                 codes: FusionCodes, ctx: DistContext) -> None:
+        self.config, self.ctx, self.device = config, ctx, ctx.device
+        self.slots = config.translator.contrasts
+        self.latent_crop, _ = decode_window(config)
+        self.autoencoder = autoencoder.to(self.device).eval().requires_grad_(False)
+        self.train, self.val, self.codes = train, val, codes
+        self.translator = FusionTranslator(config.translator).to(self.device)
+        broadcast_modules(ctx, {"translator": self.translator})
+        self.optimizer = torch.optim.AdamW(self.translator.parameters(), lr=config.stage2.lr,
+                                           weight_decay=config.stage2.weight_decay)
+        average_gradients_on_step(ctx, self.optimizer)
+        self.image_loss = ImageLoss(config.autoencoder.spatial_dims, config.stage2.ssim_weight).to(self.device)
+        self.bf16 = bf16_enabled(config.runtime.bf16, self.device, config.runtime.cpu_bf16)
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """One training batch on the device (:func:`sample_batch`'s tensors by name)."""
+        names = ("latents", "available", "target", "target_codes", "target_images")
+        tensors = sample_batch(self.train, self.codes.train, self.config, rng, self.slots, self.codes.noise,
+                               self.codes.augmented)
+        return to_device(dict(zip(names, tensors)), self.device)
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """``(loss, its terms as 0-dim tensors, decoded patches (B, 1, *d))`` of one batch."""
+        with autocast(self.bf16, self.device):
+            prediction, _ = self.translator(batch["latents"], batch["available"], batch["target"])
+            decoded = self.autoencoder.decode(prediction[(slice(None), slice(None)) + self.latent_crop])
+        with full_precision(prediction):
+            latent_l1 = F.l1_loss(prediction.float(), batch["target_codes"].float())
+        image_loss, terms = self.image_loss(decoded, batch["target_images"])  # float32 inside
+        loss = self.config.stage2.latent_weight * latent_l1 + image_loss
+        return loss, {"loss": loss.detach(), "latent_l1": latent_l1.detach(), **terms}, decoded
+
+    def step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One optimisation step; ``(terms, decoded patches)``."""
+        loss, terms, decoded = self.losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.stage2.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.translator.parameters(), self.config.stage2.grad_clip)
+        self.optimizer.step()
+        return terms, decoded
+
+    def validate(self) -> dict[str, float]:
+        return validate(self.autoencoder, self.translator, self.val, self.codes.val, self.slots)
+
+
+def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencoder, train: list[Volume],
+                 val: list[Volume], resume: bool = False, progress: bool = True,
+                 ctx: DistContext | None = None) -> FusionTranslator:
+    """Train (or resume) the translator with the autoencoder frozen on ``ctx.device`` (every rank of a ``torchrun``
+    job runs this; rank 0 alone validates, logs and writes checkpoints); returns the best-validation translator
+    on the CPU."""
+    ctx = ctx or DistContext(device=select_device(config.runtime.device))
+    torch.manual_seed(config.seed + 1)
+    decode_window(config)  # checks the sizes before the slow encoding
+    codes = encode_fusion_codes(config, autoencoder.to(ctx.device), train, val, ctx.is_main, progress and ctx.is_main)
+    trainer = FusionTrainer(config, autoencoder, train, val, codes, ctx)
+    translator, optimizer = trainer.translator, trainer.optimizer
+    rng = np.random.default_rng(rank_seed(ctx, config.seed + 1))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.stage2.steps, 1))
-    image_loss = ImageLoss(config.autoencoder.spatial_dims, config.stage2.ssim_weight)
     start, best = 0, -np.inf
     state = run.load_checkpoint(STAGE) if resume else None
     if state is not None:
@@ -207,33 +296,24 @@ def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencode
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start, best = int(state["step"]), float(state["best"])
-        rng = np.random.default_rng([config.seed + 1, start])
+        rng = np.random.default_rng(rank_seed(ctx, [config.seed + 1, start]))
     timer = Timer()
-    bar = tqdm(range(start, config.stage2.steps), desc="stage2 translator", disable=not progress, initial=start,
-               total=config.stage2.steps)
-    bf16 = bf16_enabled(config.runtime.bf16, torch.device("cpu"), config.runtime.cpu_bf16)
+    bar = progress_steps(ctx, start, config.stage2.steps, "stage2 translator", progress)
     for step in bar:
-        latents, available, target, target_codes, target_images = sample_batch(train, train_latents, config, rng, slots,
-                                                                               noise_latents, augmented)
-        with autocast(bf16, torch.device("cpu")):
-            prediction, _ = translator(latents, available, target)
-            decoded = autoencoder.decode(prediction[(slice(None), slice(None)) + latent_crop])
-        latent_l1 = F.l1_loss(prediction.float(), target_codes)
-        img_loss, terms = image_loss(decoded, target_images)  # float32 inside (training.losses.ImageLoss)
-        loss = config.stage2.latent_weight * latent_l1 + img_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.stage2.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(translator.parameters(), config.stage2.grad_clip)
-        optimizer.step()
+        batch = trainer.batch(rng)
+        terms, decoded = trainer.step(batch)
         schedule.step()
         done = step + 1
-        if done % config.stage2.log_every == 0 or done == config.stage2.steps:
-            row = {"step": done, "loss": loss.item(), "latent_l1": latent_l1.item(), **terms,
+        if is_log_step(done, config.stage2.log_every, config.stage2.steps):
+            row = {"step": done, **mean_terms(ctx, {k: float(v) for k, v in terms.items()}),
                    "lr": schedule.get_last_lr()[0], "seconds": timer.elapsed()}
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
-            if done % config.stage2.checkpoint_every == 0 or done == config.stage2.steps:
-                scores = validate(autoencoder, translator, val, val_latents, slots)
-                best = run.checkpoint(STAGE, done, scores, best, translator, optimizer, schedule, (target_images, decoded))
-            run.log(STAGE, row)
-    return run.load_best(STAGE, translator)
+            if ctx.is_main:
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                if is_log_step(done, config.stage2.checkpoint_every, config.stage2.steps):
+                    preview = (batch["target_images"].float().cpu(), decoded.detach().float().cpu())
+                    best = run.checkpoint(STAGE, done, trainer.validate(), best, translator, optimizer, schedule,
+                                          preview)
+                run.log(STAGE, row)
+    check_replicas(ctx, run, STAGE, {"translator": translator}, config.stage2.steps)
+    barrier(ctx)
+    return run.load_best(STAGE, translator.cpu())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -168,7 +169,7 @@ def encode_cases(autoencoder: LatentAutoencoder, volumes, slots: tuple[str, ...]
                 latents[i] = autoencoder.encode(torch.from_numpy(images[i])[None, None].to(device))[0].cpu()
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_name(path.name + ".part")
+                partial = path.with_name(f"{path.name}.{os.getpid()}.part")  # ranks of one job may write the same key
                 with open(partial, "wb") as stream:
                     np.save(stream, latents.numpy())
                 partial.replace(path)

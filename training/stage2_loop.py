@@ -17,6 +17,9 @@ import numpy as np
 import torch
 
 from training.config import OptimConfig
+from training.distributed import (DistContext, agree, average_gradients_on_step, barrier, broadcast_modules,
+                                  rank_seed, run_on_main)
+from training.loop import check_replicas
 from training.runs import RunFolder, Timer
 
 
@@ -52,8 +55,14 @@ class _Fraction:
 
 
 def run_training(trainer: Trainer, optim: OptimConfig, run: RunFolder, stage: str, seed: int, resume: bool = False,
-                 progress: bool = True, description: str = "stage2", max_minutes: float = 0.0) -> dict:
+                 progress: bool = True, description: str = "stage2", max_minutes: float = 0.0,
+                 ctx: DistContext | None = None) -> dict:
     """Train ``optim.steps`` steps (or the remainder after ``resume``); returns the best checkpoint's state.
+
+    Under ``torchrun`` (``ctx`` distributed) every rank runs this with its own replica of the trainer: replicas
+    start from rank 0's weights, every optimiser averages gradients over the ranks before its step, each rank
+    draws its own batches (:func:`training.distributed.rank_seed`); rank 0 alone validates, logs and writes
+    checkpoints, and decides the wall-clock stop for all.
 
     ``max_minutes`` > 0 also stops at that wall-clock budget (validations included; the learning rate
     follows a cosine over whichever of steps and time runs out first, and the last validation is
@@ -61,6 +70,10 @@ def run_training(trainer: Trainer, optim: OptimConfig, run: RunFolder, stage: st
     """
     from tqdm import tqdm
 
+    ctx = ctx or DistContext()
+    broadcast_modules(ctx, trainer.modules)
+    for optimizer in trainer.optimizers.values():
+        average_gradients_on_step(ctx, optimizer)
     fraction = _Fraction()
     schedules = {name: torch.optim.lr_scheduler.LambdaLR(opt, fraction.cosine) for name, opt in trainer.optimizers.items()}
     budget = 60.0 * max_minutes
@@ -96,16 +109,21 @@ def run_training(trainer: Trainer, optim: OptimConfig, run: RunFolder, stage: st
         if not final:
             validation_seconds = timer.elapsed() - started
 
-    if start == 0:
+    if start == 0 and ctx.is_main:
         evaluate(0, final=optim.steps == 0)
-    bar = tqdm(range(start, optim.steps), desc=description, disable=not progress, initial=start, total=optim.steps)
+    bar = tqdm(range(start, optim.steps), desc=description, disable=not (progress and ctx.is_main), initial=start,
+               total=optim.steps)
     for step in bar:
-        terms = trainer.step(np.random.default_rng([seed, step]))
+        terms = trainer.step(np.random.default_rng(rank_seed(ctx, [seed, step])))
         done = step + 1
-        out_of_time = budget > 0 and timer.elapsed() + validation_seconds >= budget
+        out_of_time = budget > 0 and agree(ctx, timer.elapsed() + validation_seconds >= budget)
         fraction.value = max(done / max(optim.steps, 1), timer.elapsed() / budget if budget > 0 else 0.0)
         for schedule in schedules.values():
             schedule.step()
+        if not ctx.is_main:
+            if out_of_time:
+                break
+            continue
         if done % optim.log_every == 0 or done == optim.steps or out_of_time:
             lr = next(iter(schedules.values())).get_last_lr()[0]
             run.log(stage, {"step": done, **terms, "lr": lr, "seconds": round(timer.elapsed(), 3)})
@@ -119,7 +137,9 @@ def run_training(trainer: Trainer, optim: OptimConfig, run: RunFolder, stage: st
         if out_of_time:
             run.log(stage, {"step": done, "stopped": "time budget", "seconds": round(timer.elapsed(), 1)}, table="budget")
             break
-    final = run.load_checkpoint(stage, "best")
+    check_replicas(ctx, run, stage, dict(trainer.modules), optim.steps)
+    barrier(ctx)
+    final = run_on_main(ctx, lambda: run.load_checkpoint(stage, "best"))
     if final is None:
         raise RuntimeError(f"{run.root}/{stage} has no best.json after training")
     return final

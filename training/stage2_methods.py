@@ -16,23 +16,19 @@ import torch
 
 import MRSynthLib
 from training.config import ConfigError, TrainConfig
+from training.distributed import DistContext, select_device
 from training.runs import RunFolder, git_revision
 from training.stage2_latents import encode_cases, frozen_autoencoder, frozen_fusion, paired_cases
 from training.translator_kinds import train_kind
-
-def _device(config: TrainConfig) -> torch.device:
-    from training.distributed import select_device
-
-    return select_device(config.runtime.device)
-
 
 def _slots(config: TrainConfig, fusion) -> tuple[str, ...]:
     return fusion.config.contrasts if fusion is not None else config.translator.contrasts
 
 
 def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool = False, progress: bool = True,
-                 train_fusion: Callable[[], torch.nn.Module] | None = None) -> dict:
-    """Train the kind's networks on frozen latents of ``train``/``val`` (``training.data.Volume`` lists).
+                 train_fusion: Callable[[], torch.nn.Module] | None = None, ctx: DistContext | None = None) -> dict:
+    """Train the kind's networks on frozen latents of ``train``/``val`` (``training.data.Volume`` lists) on
+    ``ctx.device`` (``runtime.device`` when no context is given); every rank of a ``torchrun`` job runs this.
 
     ``train_fusion`` trains the fusion translator in this run when ``ldm`` needs one and has none.
     Returns the best checkpoint (``modules``, ``step``, the selection score, ``extra``).
@@ -41,12 +37,13 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
 
     kind = config.method.kind
     spec = train_kind(kind)
-    device = _device(config)
+    ctx = ctx or DistContext(device=select_device(config.runtime.device))
+    device = ctx.device
     autoencoder = frozen_autoencoder(config, run).to(device)
     fusion = None
     if spec.uses_fusion:
         fusion = frozen_fusion(config, run, train_fusion or (lambda: _train_fusion(config, run, autoencoder, train, val,
-                                                                                    progress)))
+                                                                                    progress, ctx)))
     slots = _slots(config, fusion)
     multiple = autoencoder.config.downsampling * spec.network_multiple(config)
     patch = tuple(config.stage2.patch_size)
@@ -60,16 +57,16 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
     trainer = spec.trainer_class()(config, autoencoder, fusion if spec.uses_fusion else slots, train_cases, val_cases,
                                    device)
     return run_training(trainer, config.stage2, run, config.method.stage, config.seed + 2, resume, progress,
-                        description=f"stage2 {kind}", max_minutes=config.method.max_minutes)
+                        description=f"stage2 {kind}", max_minutes=config.method.max_minutes, ctx=ctx)
 
 
-def _train_fusion(config: TrainConfig, run: RunFolder, autoencoder, train, val, progress: bool):
+def _train_fusion(config: TrainConfig, run: RunFolder, autoencoder, train, val, progress: bool, ctx: DistContext):
     """Train the fusion translator of this run (``stage2``) on the frozen autoencoder, for ``ldm`` to build on."""
     from training.stage2 import train_stage2
 
     slots = config.translator.contrasts
     paired = [[v for v in volumes if sum(c in v.images for c in slots) >= 2] for volumes in (train, val)]
-    return train_stage2(config, run, autoencoder.cpu(), paired[0], paired[1], resume=False, progress=progress)
+    return train_stage2(config, run, autoencoder, paired[0], paired[1], resume=False, progress=progress, ctx=ctx)
 
 
 def _no_fusion(run: RunFolder):

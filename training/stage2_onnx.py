@@ -17,7 +17,10 @@ import torch
 from MRSynthLib.translator_engines import GRAPH_INPUTS, GRAPH_OUTPUTS, KIND_GRAPHS
 
 OPSET = 17
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = 1e-3
+"""Largest relative difference (max |onnx - torch| / max |torch|) an exported bundle may show on its probe. Broken
+graphs differ by 1e-1 and more; float32 summation order alone reached 1.3e-4 for the full-width vqseq2seq-brats
+networks (``python -m training.dry_run``), which the former 1e-4 refused at the end of a training run."""
 
 
 def _space(first: int, prefix: str) -> dict[int, str]:

@@ -34,6 +34,7 @@ from MRSynthLib.networks.sscf import SSCFTranslator
 from MRSynthLib.networks.sscf_adain import region_moments
 from MRSynthLib.networks.sscf_memory import top_selection
 from training.config import TrainConfig
+from training.distributed import concat_across_ranks
 from training.stage2_latents import LatentCase, random_task, random_window
 
 HELD_OUT_SEED = 987_658
@@ -174,8 +175,10 @@ class SSCFTrainer:
         memory, b, m = out["memory"], *out["memory"].shape[:2]
         regions = out["regions"].repeat_interleave(m, dim=0)
         means, stds = region_moments(memory.flatten(0, 1), regions)
-        self.network.bank.push(out["descriptors"], batch["present"], means.view(b, m, *means.shape[1:]),
-                               stds.view(b, m, *stds.shape[1:]), out["regions"].flatten(1).mean(1))
+        entries = (out["descriptors"], batch["present"], means.view(b, m, *means.shape[1:]),
+                   stds.view(b, m, *stds.shape[1:]), out["regions"].flatten(1).mean(1))
+        # under torchrun every replica pushes every rank's entries (rank order), so the banks stay identical
+        self.network.bank.push(*(concat_across_ranks(entry.contiguous()) for entry in entries))
 
     def step(self, rng: np.random.Generator) -> dict[str, float]:
         self.network.train()

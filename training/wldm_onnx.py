@@ -22,9 +22,13 @@ def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
 
 
 def example_inputs(graph: str, networks: dict, downsampling: int) -> tuple[torch.Tensor, ...]:
-    """Small random inputs (batch 2, latent 8³) for tracing ``graph`` of a ``wldm`` bundle."""
+    """Small random inputs (batch 2, latent 8³, or the denoiser's multiple when larger: its deepest level pools the
+    tokens by ``2**(levels-1) * kv_pool``, 16 for wldm-brats) for tracing ``graph`` of a ``wldm`` bundle."""
+    from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
+
     config = networks["wldm_denoiser"]
-    b, s = 2, (8, 8, 8)
+    edge = max(8, WLDMDenoiserConfig.from_dict(config).multiple)
+    b, s = 2, (edge, edge, edge)
     lat, c, m = int(config["latent_channels"]), int(config["split_channels"]), len(config["contrasts"])
     if graph == "encoder":
         return (torch.rand(b, 1, *(n * downsampling for n in s)),)

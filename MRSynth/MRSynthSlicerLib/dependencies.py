@@ -7,7 +7,8 @@ Rules (Slicer's Python is shared by every extension):
   picks the build that matches the GPU driver. Every pip call gets a constraints file pinning the
   installed versions of these packages, so pip fails instead of replacing them.
 * CPU inference of a bundle with ONNX graphs needs only onnxruntime.
-* torch is requested only when the run needs it: a GPU run, or a bundle without ONNX graphs.
+* torch is requested only when the run needs it: a GPU run (device CUDA, or Auto where an installed torch sees a
+  GPU), or a bundle without ONNX graphs; monai and safetensors only with torch.
 * A regression bundle (the classical baseline, numpy trees) needs only safetensors, on the CPU.
 
 The Slicer-specific actions (dialog, PyTorch extension, pip) are behind the :class:`Installer`
@@ -16,6 +17,7 @@ protocol, implemented in ``MRSynth.py``; everything here is testable without Sli
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 from importlib import metadata
@@ -114,13 +116,26 @@ class DependencyPlan:
         return "".join(f"{pin}\n" for pin in self.constraints)
 
 
+def cuda_available() -> bool:
+    """Whether an installed torch sees a GPU (False without torch; imports torch only when it is installed)."""
+    if installed_version("torch") is None:
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def plan_dependencies(device: str = "auto", backend: str = "auto", model_has_onnx: bool = True,
-                      version_of: Callable[[str], str | None] = installed_version, model_method: str = ""
-                      ) -> DependencyPlan:
+                      version_of: Callable[[str], str | None] = installed_version, model_method: str = "",
+                      gpu_available: Callable[[], bool] = cuda_available) -> DependencyPlan:
     """The packages a run with ``device`` (auto/cpu/cuda) and ``backend`` (auto/onnx/torch) still needs.
 
-    Mirrors the library's backend choice: numpy for a regression bundle (``model_method``), ONNX on the CPU
-    when the bundle has ONNX graphs, else torch.
+    Mirrors the library's backend choice (``MRSynthLib.backends.choose_backend``): numpy for a regression bundle
+    (``model_method``); torch for device ``cuda``, or ``auto`` when torch is installed and sees a GPU; else ONNX on
+    the CPU when the bundle has ONNX graphs, else torch. Only the chosen backend's packages are planned: an ONNX run
+    on the CPU asks for onnxruntime alone, even where torch is installed.
 
     Raises:
         DependencyError: for a combination that cannot work (ONNX on the GPU, ONNX without graphs, a
@@ -136,19 +151,40 @@ def plan_dependencies(device: str = "auto", backend: str = "auto", model_has_onn
         raise DependencyError("The ONNX backend runs on the CPU only: choose device CPU or Auto, or backend torch.")
     if backend == "onnx" and not model_has_onnx:
         raise DependencyError("This model has no ONNX graphs: choose backend Auto or torch, or another model.")
+    torch_version = version_of("torch")
     if backend == "auto":
-        backend = "onnx" if model_has_onnx and device != "cuda" else "torch"
+        gpu = device == "cuda" or (device == "auto" and torch_version is not None and gpu_available())
+        backend = "onnx" if model_has_onnx and not gpu else "torch"
     backend_requirements = {"onnx": ONNX_REQUIREMENTS, "numpy": NUMPY_REQUIREMENTS}.get(backend, TORCH_REQUIREMENTS)
     wanted = list(COMMON_REQUIREMENTS) + list(backend_requirements)
-    torch_version = version_of("torch")
-    if backend == "onnx" and device == "auto" and torch_version is not None:
-        wanted += TORCH_REQUIREMENTS  # with a GPU build of torch, the library picks torch on "auto"
     protected = {name.lower() for name in PROTECTED_PACKAGES}
     missing = tuple(r for r in dict.fromkeys(wanted)
                     if r.name.lower() not in protected and not satisfied(r, version_of(r.name)))
     constraints = tuple(f"{name}=={version}" for name in PROTECTED_PACKAGES
                         if (version := version_of(name)) is not None)
     return DependencyPlan(backend, missing, backend == "torch" and torch_version is None, constraints)
+
+
+def slicer_pip_install(requirements: list[str], constraints_file: Path, slicer_util,
+                       import_module: Callable[[str], object] = importlib.import_module) -> str:
+    """Install ``requirements`` with Slicer's own installer; returns which one ran.
+
+    Slicer >= 5.12: ``slicer.packaging.pip_ensure(requirements, constraints=..., prompt_install=False,
+    requester=..., skip_in_testing=False)`` (MRSynth has asked the user already; the self-test needs the packages
+    too). The module is imported here: ``slicer.packaging`` is not an attribute of ``slicer`` until something
+    imports it. Slicer 5.10: ``slicer.util.pip_install(["-c", constraints, *requirements])`` (its one argument
+    may be a list of pip arguments).
+    """
+    try:
+        packaging = import_module("slicer.packaging")
+    except ImportError:
+        packaging = None
+    if packaging is not None and callable(getattr(packaging, "pip_ensure", None)):
+        packaging.pip_ensure(list(requirements), constraints=str(constraints_file), prompt_install=False,
+                             requester="MRSynth", skip_in_testing=False)
+        return "slicer.packaging.pip_ensure"
+    slicer_util.pip_install(["-c", str(constraints_file), *requirements])
+    return "slicer.util.pip_install"
 
 
 class Installer(Protocol):

@@ -13,13 +13,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 from MRSynthLib.networks.configs.kl import KLConfig  # noqa: F401  (re-exported)
+from MRSynthLib.networks.precision import full_precision
 
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Mean over every element of ``KL(N(mean, exp(logvar)) || N(0, 1))``, a scalar."""
-    return 0.5 * torch.mean(mean**2 + logvar.exp() - 1.0 - logvar)
+    """Mean over every element of ``KL(N(mean, exp(logvar)) || N(0, 1))``, a float32 scalar.
+
+    Computed in float32 also inside bf16 autocast: ``exp(logvar) - 1 - logvar`` cancels to ~0 near the prior,
+    where bf16's 8-bit mantissa leaves only rounding noise."""
+    with full_precision(mean):
+        mean, logvar = mean.float(), logvar.float()
+        return 0.5 * torch.mean(mean**2 + logvar.exp() - 1.0 - logvar)
 
 
 class GaussianLatent(nn.Module):

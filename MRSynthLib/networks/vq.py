@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from MRSynthLib.networks.configs.vq import VQConfig  # noqa: F401  (re-exported)
+from MRSynthLib.networks.precision import full_precision
 
 
 def _distributed() -> bool:
@@ -46,7 +47,7 @@ class VectorQuantizer(nn.Module):
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """``(N, D)`` vectors → ``(N,)`` int64 index of the nearest codebook entry (Euclidean, in float32
         even under autocast, so that bf16 rounding cannot pick a wrong entry)."""
-        with torch.autocast(flat.device.type, enabled=False):
+        with full_precision(flat):
             flat, codebook = flat.float(), self.embedding.float()
             distances = (flat**2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + (codebook**2).sum(1)[None]
         return distances.argmin(dim=1)
@@ -76,7 +77,8 @@ class VectorQuantizer(nn.Module):
             self._initialise(flat.detach())
         indices = self.nearest(flat.detach())
         quantised = self.embedding[indices].to(z.dtype)
-        commitment = F.mse_loss(flat, quantised.detach())
+        with full_precision(flat):  # float32 also inside bf16 autocast
+            commitment = F.mse_loss(flat.float(), quantised.detach().float())
         if self.training:
             self._ema_update(flat.detach().float(), indices)
         quantised = quantised.view((z.shape[0],) + tuple(z.shape[2:]) + (self.config.dim,))

@@ -74,7 +74,9 @@ class WaveletResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]
         padding = [p for s in reversed(spatial) for p in (0, s % 2)]
-        padded = F.pad(x, padding, mode="replicate") if any(padding) else x
+        # padded also when every size is even: a Python branch on the sizes would be traced as a constant, and the
+        # ONNX graph would then refuse odd sizes (a wavelet autoencoder's deeper levels see them)
+        padded = F.pad(x, padding, mode="replicate")
         low, high = haar_dwt(padded)
         out = haar_idwt(self.low(low), self.high(high))
         return x + out[(...,) + tuple(slice(0, s) for s in spatial)]

@@ -10,7 +10,8 @@ of the ``ldm`` kind (:class:`MRSynthLib.translators.ldm.DiffusionKind`):
 - contributions: one input → a map of ones; several → occlusion sensitivity (each input's share of the
   latent change when the deterministic sample 0 is redrawn without it, same noise).
 
-Without ``window``, volumes larger than :data:`AUTO_WINDOW` per axis are processed in windows of that edge.
+Without ``window``, volumes larger than :data:`AUTO_WINDOW` per axis are processed in windows of that edge (grown to
+the smallest that still overlaps on the network's grid: 128 voxels for a 4x autoencoder with a 16x denoiser).
 """
 
 from __future__ import annotations
