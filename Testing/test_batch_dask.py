@@ -205,6 +205,25 @@ def test_a_case_whose_workers_keep_dying_fails_alone(dataset, cluster, tmp_path)
         assert path.suffix == ".json" or read_image(path).GetSize() == (24, 24, 20)
 
 
+@pytest.mark.slow
+def test_local_cluster_from_the_cli(dataset, reference, tmp_path):
+    """``--scheduler local:1``: the CLI starts and stops its own cluster; same bytes, scratch folder removed."""
+    import tempfile
+
+    data, bundle = dataset
+    before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("mrsynth-dask-")}
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *_argv(data / GOOD[0], bundle, out),
+                           "--scheduler", "local:1", "--worker-retries", "1", "--progress", "none"],
+                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert _rows(out)[GOOD[0]]["status"] == "ok"
+    _assert_complete_and_identical(out, reference, [GOOD[0]])
+    sidecar = json.loads((out / GOOD[0] / "flair_synthetic.json").read_text())
+    assert sidecar["batch"]["scheduler"] == "local:1" and sidecar["batch"]["threads"] == available_cores()
+    assert {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("mrsynth-dask-")} == before
+
+
 @pytest.mark.parametrize("scheduler, words", [
     ("local:0", "--scheduler local:0: the number of local worker processes must be a whole number of at least 1"),
     ("local:two", "use e.g. --scheduler local:2"),
