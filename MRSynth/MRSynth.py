@@ -2,7 +2,7 @@
 
 The widget only gathers choices and shows results. The work happens in ``MRSynthSlicerLib`` (MRML
 adapter, child-process runner, result display, comparison; tested with ``slicer-core``) and in the
-pure-Python library ``MRSynthLib``, which runs in a child process (``PythonSlicer -m MRSynthLib.cli``)
+pure-Python library ``MRSynthLib``, which runs in a child process (``PythonSlicer -m MRSynthLib.commands.cli``)
 so the GUI stays responsive and Cancel can stop it.
 """
 
@@ -519,7 +519,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def userModelsFolder():
-        from MRSynthLib.registry import user_models_dir
+        from MRSynthLib.models.registry import user_models_dir
 
         return str(user_models_dir())
 

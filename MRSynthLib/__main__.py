@@ -2,6 +2,6 @@
 
 import sys
 
-from MRSynthLib.cli import main
+from MRSynthLib.commands.cli import main
 
 sys.exit(main())

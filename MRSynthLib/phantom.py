@@ -898,7 +898,7 @@ def generate_phantom(config: PhantomConfig = PhantomConfig()) -> Phantom:
         raise TypeError(f"config must be a PhantomConfig, not {type(config).__name__}")
     images, labels, origin, details, ct = _generate_arrays(config)
 
-    from MRSynthLib.imageio import image_from_voxels
+    from MRSynthLib.files.imageio import image_from_voxels
 
     def to_image(array: np.ndarray) -> "sitk.Image":
         return image_from_voxels(array, spacing=config.spacing, origin=origin,

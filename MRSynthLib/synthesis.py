@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import MRSynthLib
-from MRSynthLib.backends import effective_threads
-from MRSynthLib.bundle import SYNTHETIC_NOTICE, Bundle
+from MRSynthLib.runtime.backends import effective_threads
+from MRSynthLib.models.bundle import SYNTHETIC_NOTICE, Bundle
 from MRSynthLib.contrasts import canonical_contrast
 from MRSynthLib.errors import ContrastError, InputImageError
-from MRSynthLib.imageio import DICOM_SERIES_KEY, grid_of, image_to_array, load_input
-from MRSynthLib.input_digest import input_sha256
-from MRSynthLib.normalization import AIR_HU, ct_to_hounsfield
-from MRSynthLib.preprocess import to_model_space
-from MRSynthLib.method_families import family_of
+from MRSynthLib.files.imageio import DICOM_SERIES_KEY, grid_of, image_to_array, load_input
+from MRSynthLib.files.input_digest import input_sha256
+from MRSynthLib.preprocessing.normalization import AIR_HU, ct_to_hounsfield
+from MRSynthLib.preprocessing.preprocess import to_model_space
+from MRSynthLib.methods.method_families import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -117,7 +117,7 @@ def common_grid(images: dict[str, sitk.Image], paths: dict[str, Path], register:
     Returns:
         (images on the reference grid, record of what was done to each input).
     """
-    from MRSynthLib.registration import register_rigid, resample_onto, same_grid, transform_to_dict
+    from MRSynthLib.preprocessing.registration import register_rigid, resample_onto, same_grid, transform_to_dict
 
     names = list(images)
     reference = images[names[0]]
@@ -175,7 +175,7 @@ def _separation_without_overlap(a: sitk.Image, b: sitk.Image) -> float | None:
 
 def refuse_repeated_files(paths: dict[str, Path]) -> None:
     """One scan given for two contrasts (same file through any path, symlink or hard link) is refused."""
-    from MRSynthLib.path_guard import file_identity
+    from MRSynthLib.files.path_guard import file_identity
 
     seen: dict[tuple, str] = {}
     for name, path in paths.items():
@@ -190,7 +190,7 @@ def refuse_repeated_files(paths: dict[str, Path]) -> None:
 
 def _contributions_on_reference(space, weights: dict[str, np.ndarray], mask: np.ndarray) -> dict:
     """Map model-space gate weights back and renormalise so they sum to exactly 1 wherever the head is."""
-    from MRSynthLib.imageio import array_to_image
+    from MRSynthLib.files.imageio import array_to_image
 
     mapped = {name: space.to_reference(w * mask) for name, w in weights.items()}
     arrays = {name: image_to_array(img) for name, img in mapped.items()}
@@ -229,7 +229,7 @@ class _StageClock:
 def _screening_record(prediction, mask: np.ndarray, downsampling: int, method: str) -> dict:
     """The sidecar's ``input_screening``: applied or why not, and per input the fraction of the brain
     (latent voxels at least half inside the mask) where it was excluded as unreadable."""
-    from MRSynthLib.screening import summary
+    from MRSynthLib.preprocessing.screening import summary
 
     record = getattr(prediction, "screening", None)
     if record is None:
@@ -272,14 +272,14 @@ def synthesize(
         progress: optional ``progress(stage, fraction)`` callable (see :class:`MRSynthLib.progress.Progress`).
         contributions: False skips the contribution maps (they cost memory and time on large grids: 6 s and
             4 GB at 512x512x400); the result then has none. The CLI asks for them only with --contributions-dir.
-        screen: input screening (:mod:`MRSynthLib.screening`) for bundles calibrated for it: input regions the
+        screen: input screening (:mod:`MRSynthLib.preprocessing.screening`) for bundles calibrated for it: input regions the
             autoencoder cannot reconstruct are down-weighted; the sidecar's ``input_screening`` says where.
         series: contrast -> SeriesInstanceUID for inputs that are DICOM folders holding several series.
 
     Raises:
         MRSynthError: any problem with the inputs, contrasts or bundle, as one clear sentence.
     """
-    from MRSynthLib.registry import resolve_model
+    from MRSynthLib.models.registry import resolve_model
 
     report = progress or (lambda stage, fraction=0.0: None)
     if not isinstance(samples, int) or samples < 1 or samples > 64:
@@ -307,7 +307,7 @@ def synthesize(
     space = to_model_space(gridded, bundle.card.preprocessing)
     lap("preprocess")
 
-    family = family_of(bundle.card.method)  # regression / translator kinds / fusion (MRSynthLib.method_families)
+    family = family_of(bundle.card.method)  # regression / translator kinds / fusion (MRSynthLib.methods.method_families)
     load_engine = family.engine_loader()
     options = {"mask": space.mask, "contributions": contributions, "screen": screen}
     predict = partial(family.predictor(), **{name: options[name] for name in family.options})

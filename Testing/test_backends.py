@@ -15,13 +15,13 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from MRSynthLib.backends import choose_backend
-from MRSynthLib.bundle import load_bundle
+from MRSynthLib.runtime.backends import choose_backend
+from MRSynthLib.models.bundle import load_bundle
 from MRSynthLib.errors import BundleError, MRSynthError
-from MRSynthLib.inference import blend_weights, dropout_masks, plan_windows, predict, upsample_linear
-from MRSynthLib.onnx_backend import OnnxEngine, has_onnx_parts
+from MRSynthLib.runtime.inference import blend_weights, dropout_masks, plan_windows, predict, upsample_linear
+from MRSynthLib.runtime.onnx_backend import OnnxEngine, has_onnx_parts
 from MRSynthLib.synthesis import synthesize
-from MRSynthLib.torch_backend import TorchEngine
+from MRSynthLib.runtime.torch_backend import TorchEngine
 from Testing.conftest import blob_array, make_image
 from Testing.test_bundle import random_bundle
 from training.onnx_export import add_onnx_parts
@@ -193,7 +193,7 @@ def test_onnx_backend_runs_without_torch(onnx_bundle, case, tmp_path):
     output = tmp_path / "out.nii.gz"
     script = (
         "import sys; sys.modules['torch'] = None; sys.modules['monai'] = None\n"
-        "from MRSynthLib.cli import main\n"
+        "from MRSynthLib.commands.cli import main\n"
         f"code = main(['synthesize', '--model', {str(onnx_bundle.path)!r}, '--input', 't1={case['t1']}',"
         f" '--target', 'flair', '--output', {str(output)!r}, '--samples', '2', '--progress', 'none'])\n"
         "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 from test_bundle import random_bundle
 
-from MRSynthLib.cli import main
+from MRSynthLib.commands.cli import main
 from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
 
 

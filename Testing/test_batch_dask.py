@@ -22,12 +22,12 @@ import pytest
 from conftest import REPO
 from test_bundle import random_bundle
 
-from MRSynthLib import batch_dask
-from MRSynthLib.backends import available_cores
-from MRSynthLib.bundle import load_bundle
-from MRSynthLib.cli import main
+from MRSynthLib.commands import batch_dask
+from MRSynthLib.runtime.backends import available_cores
+from MRSynthLib.models.bundle import load_bundle
+from MRSynthLib.commands.cli import main
 from MRSynthLib.errors import BundleError
-from MRSynthLib.imageio import read_image
+from MRSynthLib.files.imageio import read_image
 from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
 
 distributed = pytest.importorskip("distributed")
@@ -98,7 +98,7 @@ def _assert_complete_and_identical(out: Path, reference: Path, cases: list[str])
 
 
 def _start_cli(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "MRSynthLib.cli", *argv], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "MRSynthLib.commands.cli", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, env=ENV)
 
 
@@ -213,7 +213,7 @@ def test_local_cluster_from_the_cli(dataset, reference, tmp_path):
     data, bundle = dataset
     before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("mrsynth-dask-")}
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *_argv(data / GOOD[0], bundle, out),
+    done = subprocess.run([sys.executable, "-m", "MRSynthLib.commands.cli", *_argv(data / GOOD[0], bundle, out),
                            "--scheduler", "local:1", "--worker-retries", "1", "--progress", "none"],
                           capture_output=True, text=True, cwd=REPO, env=ENV, timeout=240)
     assert done.returncode == 0, done.stderr
@@ -254,7 +254,7 @@ def test_worker_retries_needs_a_local_cluster(dataset, tmp_path, capsys):
 def test_missing_dask_names_the_pinned_install_command(dataset, tmp_path):
     data, bundle = dataset
     code = ("import sys\nsys.modules['distributed'] = None  # as if not installed\n"
-            "from MRSynthLib.cli import main\nsys.exit(main(sys.argv[1:]))")
+            "from MRSynthLib.commands.cli import main\nsys.exit(main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", code, *_argv(data, bundle, tmp_path / "out", "--scheduler", "local:2")],
                           capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
@@ -268,9 +268,9 @@ def test_dask_pin_matches_the_lock_file():
 
 
 def test_the_cli_and_its_help_do_not_import_dask():
-    code = ("import sys\nimport MRSynthLib.cli\n"
+    code = ("import sys\nimport MRSynthLib.commands.cli\n"
             "for argv in (['--help'], ['batch', '--help']):\n"
-            "    try:\n        MRSynthLib.cli.main(argv)\n    except SystemExit:\n        pass\n"
+            "    try:\n        MRSynthLib.commands.cli.main(argv)\n    except SystemExit:\n        pass\n"
             "print('dask:' + ','.join(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
     assert done.returncode == 0, done.stderr

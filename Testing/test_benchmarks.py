@@ -58,9 +58,9 @@ def test_flops_of_the_default_bundle_match_torch_flop_counter():
     torch = pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
 
-    from MRSynthLib.onnx_backend import has_onnx_parts
-    from MRSynthLib.registry import resolve_model
-    from MRSynthLib.torch_backend import TorchEngine
+    from MRSynthLib.runtime.onnx_backend import has_onnx_parts
+    from MRSynthLib.models.registry import resolve_model
+    from MRSynthLib.runtime.torch_backend import TorchEngine
 
     bundle = resolve_model(str(BUNDLE))
     if not has_onnx_parts(bundle):
@@ -134,7 +134,7 @@ def _itk_to_reference(space, array, background):
     """The whole-grid ITK resample that ``ModelSpace.to_reference`` replaced (linear, identity transform)."""
     import SimpleITK as sitk
 
-    from MRSynthLib.imageio import array_to_image
+    from MRSynthLib.files.imageio import array_to_image
 
     core = array[tuple(slice(p, p + s) for p, s in zip(space.pad_before, space.crop_shape))]
     full = np.full(tuple(reversed(space.model_grid.GetSize())), background, dtype=np.float32)
@@ -151,8 +151,8 @@ def test_separable_to_reference_matches_the_whole_grid_itk_resample(grid):
     import SimpleITK as sitk
 
     from conftest import blob_array, make_image
-    from MRSynthLib.imageio import image_to_array
-    from MRSynthLib.preprocess import PreprocessSpec, to_model_space
+    from MRSynthLib.files.imageio import image_to_array
+    from MRSynthLib.preprocessing.preprocess import PreprocessSpec, to_model_space
 
     image = make_image(blob_array((30, 34, 38)), spacing=(1.0, 1.1, 1.3))
     if grid == "oblique":

@@ -34,7 +34,7 @@ def _brats_2023_folder(root, cases) -> None:
 @requires_shared_data()
 @pytest.mark.slow
 def test_brats_smoke_trains_and_exports_a_working_bundle_from_a_brats_2023_folder(tmp_path):
-    from MRSynthLib.cli import main as mrsynth
+    from MRSynthLib.commands.cli import main as mrsynth
     from training.cli import main as train
 
     cases = _four_contrast_cases(3)

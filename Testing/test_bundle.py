@@ -3,12 +3,12 @@ import json
 import pytest
 from safetensors.torch import save_file
 
-from MRSynthLib.bundle import ModelCard, load_bundle, sha256_file, write_card
+from MRSynthLib.models.bundle import ModelCard, load_bundle, sha256_file, write_card
 from MRSynthLib.errors import BundleError
 from MRSynthLib.networks.autoencoder import AutoencoderConfig, FSQAutoencoder
 from MRSynthLib.networks.fusion import FusionConfig, FusionTranslator
-from MRSynthLib.preprocess import PreprocessSpec
-from MRSynthLib.registry import list_models, resolve_model
+from MRSynthLib.preprocessing.preprocess import PreprocessSpec
+from MRSynthLib.models.registry import list_models, resolve_model
 
 
 def random_bundle(folder, name="random-test", translator: FusionConfig | None = None):

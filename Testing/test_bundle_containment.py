@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from MRSynthLib.bundle import load_bundle, sha256_file
+from MRSynthLib.models.bundle import load_bundle, sha256_file
 from MRSynthLib.errors import BundleError, MRSynthError
-from MRSynthLib.onnx_backend import OnnxEngine
-from MRSynthLib.torch_backend import TorchEngine
+from MRSynthLib.runtime.onnx_backend import OnnxEngine
+from MRSynthLib.runtime.torch_backend import TorchEngine
 from Testing.test_bundle import random_bundle
 from training.onnx_export import add_onnx_parts
 
@@ -125,7 +125,7 @@ def test_any_card_mutation_loads_verified_or_is_refused_in_one_line(onnx_folder,
 
 
 def test_one_broken_bundle_does_not_hide_the_others(onnx_folder, tmp_path, monkeypatch, capsys):
-    from MRSynthLib.cli import main
+    from MRSynthLib.commands.cli import main
 
     models = tmp_path / "home" / "models"
     good, _ = _copy(onnx_folder, models)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from MRSynthLib.cases import Case, discover_cases, split_image_name
+from MRSynthLib.files.cases import Case, discover_cases, split_image_name
 from MRSynthLib.errors import ContrastError, InputImageError, MRSynthError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 from test_bundle import random_bundle
 
-from MRSynthLib.cli import main
-from MRSynthLib.imageio import grid_of, read_image
+from MRSynthLib.commands.cli import main
+from MRSynthLib.files.imageio import grid_of, read_image
 from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
 
 
@@ -131,7 +131,7 @@ def test_models_phantom_and_evaluate_commands(case, tmp_path, capsys, monkeypatc
 
 def test_real_subprocess_has_no_traceback(case, tmp_path):
     root, folder, bundle = case
-    result = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", "synthesize", "--input",
+    result = subprocess.run([sys.executable, "-m", "MRSynthLib.commands.cli", "synthesize", "--input",
                              f"t1={tmp_path / 'missing.nii.gz'}", "--target", "t2", "--output", tmp_path / "o.nii.gz",
                              "--model", bundle],
                             capture_output=True, text=True, timeout=120)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from MRSynthLib.cli import main
-from MRSynthLib.registry import DEFAULT_MODEL, list_models
+from MRSynthLib.commands.cli import main
+from MRSynthLib.models.registry import DEFAULT_MODEL, list_models
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from MRSynthLib.detached_headers import check_detached_data, referenced_files
+from MRSynthLib.files.detached_headers import check_detached_data, referenced_files
 from MRSynthLib.errors import InputImageError
 
 

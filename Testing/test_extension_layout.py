@@ -151,7 +151,7 @@ def test_module_resources_exist():
 
 
 def test_built_in_model_files_are_listed():
-    """The built-in bundles ship with the extension (MRSynthLib.registry finds them next to the library)."""
+    """The built-in bundles ship with the extension (MRSynthLib.models.registry finds them next to the library)."""
     listed = _cmake_set_values(MODULE_CMAKE.read_text(), "MODULE_MODEL_FILES")
     expected = expected_model_files()
     assert expected, "no built-in bundle in Resources/Models"
@@ -282,7 +282,7 @@ add_subdirectory({MODULE_DIR.as_posix()} MRSynth)
     module_scripts = (build / "module_scripts.txt").read_text().split(";")
     lib_scripts = (build / "lib_scripts.txt").read_text().split(";")
     assert "MRSynth.py" in module_scripts and "Scripts/batch.py" in module_scripts
-    assert all(s.startswith("MRSynthLib/") for s in lib_scripts) and "MRSynthLib/cli.py" in lib_scripts
+    assert all(s.startswith("MRSynthLib/") for s in lib_scripts) and "MRSynthLib/commands/cli.py" in lib_scripts
     copied = sorted(p.relative_to(build / "lib" / "qt-scripted-modules").as_posix()
                     for p in (build / "lib" / "qt-scripted-modules").rglob("*") if p.is_file())
     assert copied == sorted(entry.removeprefix("../") for entry in expected_model_files())

@@ -21,8 +21,8 @@ def _imported(code: str) -> list[str]:
 
 
 def test_the_library_and_its_cli_import_no_torch_slicer_or_vtk():
-    assert _imported("import MRSynthLib, MRSynthLib.cli, MRSynthLib.synthesis, MRSynthLib.registry, "
-                     "MRSynthLib.regression, MRSynthLib.onnx_backend") == []
+    assert _imported("import MRSynthLib, MRSynthLib.commands.cli, MRSynthLib.synthesis, MRSynthLib.models.registry, "
+                     "MRSynthLib.methods.regression, MRSynthLib.runtime.onnx_backend") == []
 
 
 def test_parsing_every_training_config_imports_no_torch():
@@ -51,3 +51,61 @@ def test_only_imageio_converts_between_simpleitk_and_numpy_axis_order():
                  for path in sorted((REPO / folder).rglob("*.py"))
                  if path.name != "imageio.py" and any(call in path.read_text(encoding="utf-8") for call in calls)]
     assert offenders == []
+
+
+LAYERS = (
+    ("errors",),
+    ("contrasts", "progress"),
+    ("files",),
+    ("preprocessing", "networks", "phantom"),
+    ("models", "quality"),
+    ("runtime",),
+    ("methods.translators",),
+    ("methods",),
+    ("synthesis",),
+    ("commands",),
+    ("__main__",),
+)
+"""MRSynthLib's packages from the bottom up (docs/ARCHITECTURE.md): a module imports only from lower layers."""
+
+
+def _unit(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "MRSynthLib" or len(parts) == 1:
+        return None
+    if parts[1] == "methods" and len(parts) > 2 and parts[2] == "translators":
+        return "methods.translators"
+    return parts[1]
+
+
+def test_mrsynthlib_packages_import_only_from_lower_layers():
+    import ast
+
+    rank = {unit: level for level, units in enumerate(LAYERS) for unit in units}
+    upward = []
+    for path in sorted((REPO / "MRSynthLib").rglob("*.py")):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        source = _unit(module)
+        if source is None:  # MRSynthLib/__init__.py (the version only)
+            continue
+        assert source in rank, f"{module}: its package {source!r} has no layer in LAYERS; add it"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                target = _unit(name)
+                if target is not None and target != source and rank[target] >= rank[source]:
+                    upward.append(f"{module} imports {name}")
+    assert upward == []
+
+
+def test_the_folder_listing_is_the_layer_picture():
+    """Every MRSynthLib package folder and top-level module has its place in LAYERS (nothing left flat)."""
+    placed = {unit.split(".")[0] for units in LAYERS for unit in units}
+    present = {path.stem for path in (REPO / "MRSynthLib").iterdir()
+               if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()}
+    assert present == placed

@@ -26,8 +26,8 @@ import SimpleITK as sitk
 from conftest import REPO, blob_array, make_image
 from test_bundle import random_bundle
 
-from MRSynthLib.cli import main
-from MRSynthLib.imageio import read_image
+from MRSynthLib.commands.cli import main
+from MRSynthLib.files.imageio import read_image
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -36,7 +36,7 @@ WRITER = f"""
 import sys
 import numpy as np
 import SimpleITK as sitk
-from MRSynthLib.imageio import write_image
+from MRSynthLib.files.imageio import write_image
 
 image = sitk.GetImageFromArray(np.random.default_rng(0).random({BIG_SHAPE}, dtype=np.float32))
 print("ready", flush=True)
@@ -126,7 +126,7 @@ def case(tmp_path_factory):
 
 
 def _synthesize_argv(root: Path, bundle: Path, out: Path) -> list[str]:
-    return ["-m", "MRSynthLib.cli", "synthesize", "--input", f"t1={root / 't1.nii.gz'}", "--input",
+    return ["-m", "MRSynthLib.commands.cli", "synthesize", "--input", f"t1={root / 't1.nii.gz'}", "--input",
             f"t2={root / 't2.nii.gz'}", "--target", "flair", "--output", str(out / "flair.nii.gz"),
             "--uncertainty", str(out / "flair_std.nii.gz"), "--samples", "2", "--contributions-dir",
             str(out / "contributions"), "--model", str(bundle), "--progress", "jsonl"]
@@ -179,7 +179,7 @@ def test_batch_killed_while_writing_then_resumed(tmp_path):
     out = tmp_path / "out"
     argv = ["batch", "--input-dir", str(data), "--target", "flair", "--output-dir", str(out), "--model", str(bundle),
             "--contributions"]
-    process = _run_until_stage(["-m", "MRSynthLib.cli", *argv, "--progress", "jsonl"], "case case1")
+    process = _run_until_stage(["-m", "MRSynthLib.commands.cli", *argv, "--progress", "jsonl"], "case case1")
     _wait_for_partial_temp(out / "case1", process)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)

@@ -177,8 +177,8 @@ def _rows(path) -> list[dict]:
 
 @pytest.mark.slow
 def test_msgldm_trains_exports_and_synthesizes(tmp_path):
-    from MRSynthLib.bundle import load_bundle
-    from MRSynthLib.cli import main as mrsynth_main
+    from MRSynthLib.models.bundle import load_bundle
+    from MRSynthLib.commands.cli import main as mrsynth_main
     from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
     from MRSynthLib.synthesis import synthesize
     from training.cli import main as train_main

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from MRSynthLib.networks.sscf import SSCFConfig, SSCFTranslator
 from MRSynthLib.networks.sscf_adain import adain, region_adain, region_moments, weighted_moments
 from MRSynthLib.networks.sscf_memory import INVALID, MemoryBank, top_selection
-from MRSynthLib.translators.sscf import ranked_selection
+from MRSynthLib.methods.translators.sscf import ranked_selection
 from training.stage2_sscf import segmentation_loss, tumour_fraction
 
 
@@ -219,7 +219,7 @@ def test_sscf_trains_with_falling_loss_and_fills_its_bank(tiny_run):
 
 
 def test_sscf_bundle_synthesizes_on_both_backends(tiny_run, tmp_path):
-    from MRSynthLib.bundle import load_bundle
+    from MRSynthLib.models.bundle import load_bundle
     from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
     from MRSynthLib.synthesis import synthesize
 

@@ -155,7 +155,7 @@ def test_perceptual_loss_uses_a_local_torchscript_network(tmp_path):
 def test_phantom_source_keeps_some_contrasts_per_case_and_pairs_come_only_from_them():
     from training.data_cache import preprocess_case
     from training.data_sources import list_source_cases
-    from MRSynthLib.preprocess import PreprocessSpec
+    from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 
     source = SourceConfig(kind="phantom", train_cases=6, val_cases=1, size=(24, 28, 24), contrasts_per_case=2)
     cases = list_source_cases(source, seed=0, spacing=(8.0, 8.0, 8.0))
@@ -217,8 +217,8 @@ def test_vqseq2seq_trains_on_partially_paired_phantoms_with_falling_loss(tiny_ru
 
 @pytest.mark.slow
 def test_vqseq2seq_bundle_synthesizes_with_uncertainty_and_contributions(tiny_run, tmp_path):
-    from MRSynthLib.bundle import load_bundle
-    from MRSynthLib.cli import main as mrsynth
+    from MRSynthLib.models.bundle import load_bundle
+    from MRSynthLib.commands.cli import main as mrsynth
     from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
     from MRSynthLib.synthesis import synthesize
 
@@ -246,8 +246,8 @@ def test_vqseq2seq_bundle_synthesizes_with_uncertainty_and_contributions(tiny_ru
         a, b = sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b)
         assert np.abs(a - b).max() / max(float(np.abs(a).max()), 1e-6) < 1e-4
     # sliding windows: the sampling noise is cut from one volume-wide draw, so any window plan works
-    from MRSynthLib.translator_engines import load_engine
-    from MRSynthLib.translator_inference import predict_translator
+    from MRSynthLib.methods.translators.engines import load_engine
+    from MRSynthLib.methods.translators.driver import predict_translator
 
     rng = np.random.default_rng(0)
     arrays = {c: rng.random((24, 32, 24), dtype=np.float32) for c in ("t1", "t2")}

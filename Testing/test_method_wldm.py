@@ -14,12 +14,12 @@ import SimpleITK as sitk
 import torch
 import yaml
 
-from MRSynthLib.bundle import load_bundle
-from MRSynthLib.metrics import evaluate_volumes
+from MRSynthLib.models.bundle import load_bundle
+from MRSynthLib.quality.metrics import evaluate_volumes
 from MRSynthLib.networks.dsca import DSCA, CrossAttention
 from MRSynthLib.networks.latent_split import LatentSplit, LatentSplitConfig, modality_loss, structure_loss
 from MRSynthLib.networks.wldm import WLDMDenoiser, WLDMDenoiserConfig
-from MRSynthLib.normalization import NormalizationSpec, ct_to_hounsfield, normalize
+from MRSynthLib.preprocessing.normalization import NormalizationSpec, ct_to_hounsfield, normalize
 from MRSynthLib.phantom import CONTRASTS, CT_HOUNSFIELD, PhantomConfig, generate_phantom, write_phantom_case
 from MRSynthLib.synthesis import synthesize
 from training.cli import main as train_main
@@ -242,7 +242,7 @@ def test_mr_to_ct_trains_exports_and_synthesizes_hounsfield_units(ct_run, ct_cas
     assert -20.0 <= float(np.median(synthetic[mask])) <= 130.0
     onnx = sitk.GetArrayFromImage(results["onnx"].synthetic)
     assert np.abs(onnx - synthetic).max() < 1e-2  # HU: 100 x the normalised tolerance
-    from MRSynthLib.metrics import evaluate_images
+    from MRSynthLib.quality.metrics import evaluate_images
 
     report = evaluate_images(reference, results["torch"].synthetic, hounsfield=True)
     assert 0.0 < report["brain"]["mae_hu"] < 1000.0

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from MRSynthLib.errors import InputImageError
-from MRSynthLib.metrics import (
+from MRSynthLib.quality.metrics import (
     EvaluationProtocol,
     evaluate_images,
     evaluate_volumes,

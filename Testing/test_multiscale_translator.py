@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from MRSynthLib.bundle import load_bundle
-from MRSynthLib.inference import predict
+from MRSynthLib.models.bundle import load_bundle
+from MRSynthLib.runtime.inference import predict
 from MRSynthLib.networks.fusion import FusionConfig, FusionTranslator, pad_to_multiple
-from MRSynthLib.onnx_backend import OnnxEngine
-from MRSynthLib.torch_backend import TorchEngine
+from MRSynthLib.runtime.onnx_backend import OnnxEngine
+from MRSynthLib.runtime.torch_backend import TorchEngine
 from Testing.test_bundle import random_bundle
 from training.config import ConfigError, load_config
 from training.onnx_export import add_onnx_parts

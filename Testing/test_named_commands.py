@@ -38,7 +38,7 @@ def test_every_named_mrsynth_train_subcommand_exists():
 
 
 def test_every_named_mrsynth_subcommand_exists():
-    from MRSynthLib.cli import build_parser
+    from MRSynthLib.commands.cli import build_parser
 
     named = _named(CLI_COMMAND)
     assert named

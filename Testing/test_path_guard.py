@@ -1,4 +1,4 @@
-"""The output planner's rule (MRSynthLib.path_guard): no output is an input, no two outputs are one file."""
+"""The output planner's rule (MRSynthLib.files.path_guard): no output is an input, no two outputs are one file."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from MRSynthLib.errors import OutputError
-from MRSynthLib.evaluation import evaluate_files
-from MRSynthLib.outputs import plan_outputs
-from MRSynthLib.path_guard import check_outputs, image_reads
+from MRSynthLib.quality.evaluation import evaluate_files
+from MRSynthLib.commands.outputs import plan_outputs
+from MRSynthLib.files.path_guard import check_outputs, image_reads
 from Testing.conftest import blob_array, make_image
 
 

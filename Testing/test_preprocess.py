@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from conftest import blob_array, make_image
 
-from MRSynthLib.imageio import grid_of, image_to_array
-from MRSynthLib.normalization import NormalizationSpec, normalize
-from MRSynthLib.preprocess import PreprocessSpec, to_model_space
+from MRSynthLib.files.imageio import grid_of, image_to_array
+from MRSynthLib.preprocessing.normalization import NormalizationSpec, normalize
+from MRSynthLib.preprocessing.preprocess import PreprocessSpec, to_model_space
 
 OBLIQUE_RAS = (-1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)  # a permuted/flipped, non-LPS orientation
 
@@ -70,7 +70,7 @@ def test_background_is_zero_and_mask_matches():
 
 def test_n4_bias_correction_removes_a_smooth_multiplicative_field():
     """A flat 'tissue' under a 40% linear bias field comes back nearly flat; background is untouched."""
-    from MRSynthLib.bias import n4_correct
+    from MRSynthLib.preprocessing.bias import n4_correct
 
     z, y, x = np.mgrid[0:32, 0:32, 0:32].astype(np.float32)
     mask = ((z - 16) ** 2 + (y - 16) ** 2 + (x - 16) ** 2) < 13**2
@@ -89,7 +89,7 @@ def test_n4_bias_correction_removes_a_smooth_multiplicative_field():
 
 
 def test_bias_correction_option_is_validated_and_round_trips():
-    from MRSynthLib.preprocess import PreprocessSpec
+    from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(bias_correction="n4")
     assert PreprocessSpec.from_dict(spec.to_dict()) == spec

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from MRSynthLib.errors import MRSynthError
-from MRSynthLib.imageio import MIN_EXTENT_MM, grid_of, image_to_array, load_input, read_image, write_image
-from MRSynthLib.preprocess import PreprocessSpec, to_model_space
+from MRSynthLib.files.imageio import MIN_EXTENT_MM, grid_of, image_to_array, load_input, read_image, write_image
+from MRSynthLib.preprocessing.preprocess import PreprocessSpec, to_model_space
 
 SETTINGS = settings(max_examples=30, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -6,8 +6,8 @@ import pytest
 from conftest import SHARED_DATA, requires_shared_data
 from test_bundle import random_bundle
 
-from MRSynthLib.cli import main
-from MRSynthLib.imageio import grid_of, read_image
+from MRSynthLib.commands.cli import main
+from MRSynthLib.files.imageio import grid_of, read_image
 
 pytestmark = [pytest.mark.data, requires_shared_data()]
 

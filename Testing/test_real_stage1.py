@@ -100,7 +100,7 @@ def test_cpu_bf16_is_opt_in_and_losses_stay_float32_inside_autocast():
 def test_constant_negative_background_is_shifted_to_zero():
     import SimpleITK as sitk
 
-    from MRSynthLib.preprocess import PreprocessSpec, shift_constant_background, to_model_space
+    from MRSynthLib.preprocessing.preprocess import PreprocessSpec, shift_constant_background, to_model_space
 
     brain = blob_array((20, 24, 28))
     inside = brain > 0
@@ -116,7 +116,7 @@ def test_constant_negative_background_is_shifted_to_zero():
 def test_sharpness_ratio_is_one_for_the_reference_and_falls_with_blur():
     from scipy.ndimage import gaussian_filter
 
-    from MRSynthLib.metrics import sharpness_ratio
+    from MRSynthLib.quality.metrics import sharpness_ratio
 
     zz, yy, xx = np.indices((24, 24, 24))
     head = blob_array((24, 24, 24))
@@ -163,7 +163,7 @@ def test_stage1_eval_scores_the_held_out_volumes_of_a_run(tmp_path):
 def test_heldout_montage_reports_scores_sharpness_and_uncertainty_correlation(tmp_path, capsys):
     from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
     from benchmarks.heldout_montage import main
-    from MRSynthLib.metrics import rank_correlation as spearman
+    from MRSynthLib.quality.metrics import rank_correlation as spearman
 
     assert spearman(np.arange(10.0), np.arange(10.0) ** 3) == pytest.approx(1.0)
     cases = tmp_path / "cases"
@@ -180,7 +180,7 @@ def test_heldout_montage_reports_scores_sharpness_and_uncertainty_correlation(tm
 
 def test_a_site_can_name_its_default_model(monkeypatch, tmp_path):
     from MRSynthLib.errors import BundleError
-    from MRSynthLib.registry import DEFAULT_MODEL, default_model_name, resolve_model
+    from MRSynthLib.models.registry import DEFAULT_MODEL, default_model_name, resolve_model
 
     monkeypatch.delenv("MRSYNTH_DEFAULT_MODEL", raising=False)
     assert default_model_name() == DEFAULT_MODEL
@@ -195,7 +195,7 @@ def test_zscored_brain_on_a_zero_background_keeps_its_negative_tissue():
     """Z-scored inside the brain, background exactly 0: before, the foreground step dropped the negative ~half."""
     import SimpleITK as sitk
 
-    from MRSynthLib.preprocess import PreprocessSpec, shift_constant_background, to_model_space
+    from MRSynthLib.preprocessing.preprocess import PreprocessSpec, shift_constant_background, to_model_space
 
     brain = blob_array((20, 24, 28))
     inside = brain > 0

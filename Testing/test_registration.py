@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from MRSynthLib.errors import InputImageError
-from MRSynthLib.registration import (
+from MRSynthLib.preprocessing.registration import (
     grid_differences,
     register_rigid,
     resample_onto,

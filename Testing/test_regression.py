@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from MRSynthLib.regression_features import FeatureSpec, masked_smooth, voxel_features
-from MRSynthLib.tree_ensemble import TreeEnsemble, expected_values
+from MRSynthLib.methods.regression_features import FeatureSpec, masked_smooth, voxel_features
+from MRSynthLib.methods.tree_ensemble import TreeEnsemble, expected_values
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn trains the regression baseline (pip install scikit-learn)")
 
@@ -194,8 +194,8 @@ def test_supported_tasks_need_enough_cases():
 
 @pytest.mark.slow
 def test_trained_bundle_predicts_like_sklearn_and_records_its_card(tiny_bundle):
-    from MRSynthLib.bundle import load_bundle
-    from MRSynthLib.regression import RegressionEngine
+    from MRSynthLib.models.bundle import load_bundle
+    from MRSynthLib.methods.regression import RegressionEngine
 
     bundle = load_bundle(tiny_bundle)
     card = bundle.card
@@ -237,7 +237,7 @@ def test_training_pipeline_trees_equal_sklearn_on_real_features(tmp_path):
 def test_synthesize_cli_with_a_regression_bundle(tiny_bundle, tmp_path, capsys):
     import SimpleITK as sitk
 
-    from MRSynthLib.cli import main
+    from MRSynthLib.commands.cli import main
 
     case = write_case(tmp_path / "case", seed=77)
     out = tmp_path / "out"
@@ -297,7 +297,7 @@ def test_real_eval_harness_leave_one_case_out(tiny_bundle, tmp_path):
         assert {r["key"] for r in card["networks"]["regression"]["regressors"]} == {
             "t1ce_from_t1_t2_flair", "flair_from_t1_t2", "t2_from_t1", "pd_from_t2"}
     text = report.read_text()
-    from MRSynthLib.metrics import EvaluationProtocol
+    from MRSynthLib.quality.metrics import EvaluationProtocol
 
     assert EvaluationProtocol().describe() in text and EvaluationProtocol(normalisation="zscore").describe() in text
     assert all(set(r["secondary"]["zscore"]["brain"]) >= {"psnr", "ssim", "mae"} for r in results)
@@ -363,7 +363,7 @@ def test_bundle_with_error_model_writes_an_uncertainty_map(tmp_path, capsys):
     non-negative map inside the brain, the same for any number of samples."""
     import SimpleITK as sitk
 
-    from MRSynthLib.cli import main as cli
+    from MRSynthLib.commands.cli import main as cli
     from training.cli import main as train
 
     config = tiny_config(tmp_path, tasks="    - {target: t1ce, inputs: [t1, t2]}\n")

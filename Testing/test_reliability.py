@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # script mode (--markd
 from conftest import REPO, blob_array, make_image  # noqa: E402
 from test_bundle import random_bundle  # noqa: E402
 
-from MRSynthLib.atomic import atomic_path  # noqa: E402
-from MRSynthLib.cli import main  # noqa: E402
+from MRSynthLib.files.atomic import atomic_path  # noqa: E402
+from MRSynthLib.commands.cli import main  # noqa: E402
 from MRSynthLib.errors import InputImageError, OutputError  # noqa: E402
-from MRSynthLib.imageio import load_input, read_image  # noqa: E402
+from MRSynthLib.files.imageio import load_input, read_image  # noqa: E402
 
 SHAPE = (24, 24, 24)  # (z, y, x)
 SPACING = (5.0, 5.0, 5.0)
@@ -414,7 +414,7 @@ CORPUS: tuple[Case, ...] = (
     Case("fields of view do not overlap", "t2 moved 5 m away, --no-register",
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", f"t2={_far_away(ws)}", extra=("--no-register",)), "far.nrrd"),
          fix="check that both images"),
-    # detached voxel files (MRSynthLib.detached_headers)
+    # detached voxel files (MRSynthLib.files.detached_headers)
     Case("MetaImage voxels elsewhere", "ElementDataFile = /etc/passwd",
          _one("t1", lambda ws: _detached(ws, "passwd.mhd", "/etc/passwd", None)),
          fix="keep detached data files beside the header"),
@@ -471,7 +471,7 @@ CORPUS: tuple[Case, ...] = (
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", output="."), str(out)), fix="give a file path"),
     Case("unsupported output format", "--output syn.png",
          lambda ws, out: (synth(ws, out, f"t1={ws.t1}", output="syn.png"), "syn.png"), fix="use one of"),
-    # outputs that are inputs or each other (one planner: MRSynthLib.path_guard), --overwrite given every time
+    # outputs that are inputs or each other (one planner: MRSynthLib.files.path_guard), --overwrite given every time
     Case("output is an input", "--output keep.nii.gz --input t1=keep.nii.gz --overwrite", _output_is_input(),
          fix="never writes over what it reads"),
     Case("output is a symlink to an input", "--output alias.nii.gz -> keep.nii.gz (= --input t1), --overwrite",
@@ -564,13 +564,13 @@ SUBPROCESS_CASES = ("corrupted gzip (deflate)", "truncated .nii", "pickle as bun
 
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_no_traceback_reaches_a_real_terminal(workspace, name, tmp_path):
-    """The same cases in a real ``python -m MRSynthLib.cli`` process with the default progress bar."""
+    """The same cases in a real ``python -m MRSynthLib.commands.cli`` process with the default progress bar."""
     case = next(c for c in CORPUS if c.name == name)
     out = _prepare_output(Workspace(tmp_path, workspace.t1, workspace.t2, workspace.bundle), case)
     argv, culprit = case.build(workspace, out)
     argv = [a for a in argv if a not in ("--progress", "none")]
     before = snapshot(out)
-    result = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *argv], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "MRSynthLib.commands.cli", *argv], capture_output=True, text=True,
                             timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -624,7 +624,7 @@ def test_batch_case_with_two_files_for_one_contrast_fails_alone(workspace, tmp_p
 
 
 def test_threads_above_the_cores_are_capped_with_a_note(workspace, tmp_path, capfd):
-    from MRSynthLib.backends import available_cores
+    from MRSynthLib.runtime.backends import available_cores
 
     out = tmp_path / "out"
     out.mkdir()
@@ -756,7 +756,7 @@ def test_full_disk_leaves_no_file_and_one_line(workspace, tmp_path, capfd, outpu
 
 @FULL_DISK
 def test_full_disk_sidecar_write_is_one_sentence(tmp_path):
-    from MRSynthLib.atomic import write_json
+    from MRSynthLib.files.atomic import write_json
 
     with _small_filesystem(tmp_path / "full", "64k") as full:
         _fill(full)

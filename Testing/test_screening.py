@@ -1,4 +1,4 @@
-"""Input screening (MRSynthLib.screening): the math, and the built-in model's contributions responding to a
+"""Input screening (MRSynthLib.preprocessing.screening): the math, and the built-in model's contributions responding to a
 corrupted input (an input replaced by noise loses its contribution; clean inputs are left alone)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from MRSynthLib.errors import BundleError
-from MRSynthLib.screening import ScreeningConfig, block_errors, box_mean, keep_masks, summary
+from MRSynthLib.preprocessing.screening import ScreeningConfig, block_errors, box_mean, keep_masks, summary
 
 FUSION_MODEL = "mrsynth-phantom-fsq"  # the built-in network bundle (the default is a regression bundle: no screening)
 
@@ -110,7 +110,7 @@ def test_an_input_replaced_by_noise_loses_its_contribution(case, backend):
 
 def test_cli_says_which_input_was_treated_as_missing(case, tmp_path):
     folder = case["folder"]
-    command = [sys.executable, "-m", "MRSynthLib.cli", "synthesize", "--model", FUSION_MODEL,
+    command = [sys.executable, "-m", "MRSynthLib.commands.cli", "synthesize", "--model", FUSION_MODEL,
                "--input", f"t1={folder / 't1-noise.nii.gz'}",
                "--input", f"t2={folder / 'case' / 't2.nii.gz'}", "--target", "flair",
                "--output", str(tmp_path / "flair.nii.gz")]

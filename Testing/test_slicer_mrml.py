@@ -24,8 +24,8 @@ from MRSynthSlicerLib.volumes import (
     same_geometry,
 )
 
-from MRSynthLib.evaluation import absolute_error_image
-from MRSynthLib.metrics import evaluate_images
+from MRSynthLib.quality.evaluation import absolute_error_image
+from MRSynthLib.quality.metrics import evaluate_images
 from MRSynthLib.phantom import PhantomConfig, generate_phantom
 
 # --------------------------------------------------------------------------- geometry
@@ -206,7 +206,7 @@ def test_comparison_nodes_metrics_table_charts_and_layout(phantom):
                for n in comparison.errors.values()}
     assert len(windows) == 1
 
-    # Metrics table: one row per model, values equal to MRSynthLib.metrics on the same images.
+    # Metrics table: one row per model, values equal to MRSynthLib.quality.metrics on the same images.
     table = comparison.table
     assert table.GetNumberOfRows() == 2
     region = "tumour labels"

@@ -171,7 +171,7 @@ def test_synthesize_argv_passes_backend_only_when_chosen(tmp_path):
     options = SynthesisOptions("T1c", model="m", samples=4, seed=7)
     outputs = OutputFiles.in_folder(tmp_path / "out", options)
     argv = synthesize_argv("py", files, outputs, options)
-    assert argv[:4] == ["py", "-m", "MRSynthLib.cli", "synthesize"]
+    assert argv[:4] == ["py", "-m", "MRSynthLib.commands.cli", "synthesize"]
     assert "--backend" not in argv
     pairs = [argv[i + 1] for i, a in enumerate(argv) if a == "--input"]
     assert pairs == [f"t1={files['t1']}", f"flair={files['flair']}"]  # order kept: first = reference grid

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from MRSynthLib.bundle import load_bundle
+from MRSynthLib.models.bundle import load_bundle
 from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
 from MRSynthLib.synthesis import synthesize
 from test_stage1_objective import save_teacher

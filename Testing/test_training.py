@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from MRSynthLib.bundle import load_bundle
+from MRSynthLib.models.bundle import load_bundle
 from MRSynthLib.synthesis import synthesize
 from training.cli import main as train_main
 from training.config import ConfigError, config_from_dict, load_config

@@ -14,7 +14,7 @@ import torch
 
 from conftest import SHARED_DATA, blob_array, requires_shared_data
 from MRSynthLib.errors import ContrastError, InputImageError
-from MRSynthLib.preprocess import PreprocessSpec
+from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 from training.augment import PatchAugmenter
 from training.config import (AugmentationConfig, ConfigError, DataConfig, SourceConfig, SplitConfig, config_from_dict,
                              load_config)
@@ -133,7 +133,7 @@ def test_ixi_layouts_list_subjects_with_missing_contrasts(tmp_path, per_modality
 
 
 def test_ixi_registers_t2_and_pd_to_t1_once(tmp_path, monkeypatch):
-    import MRSynthLib.registration as registration
+    import MRSynthLib.preprocessing.registration as registration
 
     _ixi(tmp_path / "ixi", per_modality=True)
     calls = []
@@ -182,7 +182,7 @@ def test_csv_source_with_partially_paired_cases(tmp_path):
 
 
 def test_cache_is_reused_without_reading_images_and_invalidated_by_a_changed_file(tmp_path, monkeypatch):
-    import MRSynthLib.imageio as imageio
+    import MRSynthLib.files.imageio as imageio
 
     _brats2021(tmp_path / "data")
     config = _data({"kind": "brats2021", "root": str(tmp_path / "data")}, val_fraction=0.34, test_fraction=0.0)

@@ -143,7 +143,7 @@ def test_a_bundle_from_train_all_synthesizes_where_torch_cannot_import(two_rank_
     output = tmp_path / "flair.nii.gz"
     script = (
         "import sys; sys.modules['torch'] = None; sys.modules['monai'] = None\n"
-        "from MRSynthLib.cli import main\n"
+        "from MRSynthLib.commands.cli import main\n"
         f"code = main(['synthesize', '--model', {str(bundle)!r}, '--input', 't1={case['t1']}', '--input',"
         f" 't2={case['t2']}', '--target', 'flair', '--output', {str(output)!r}, '--backend', 'onnx',"
         " '--progress', 'none'])\n"

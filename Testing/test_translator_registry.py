@@ -1,5 +1,5 @@
 """The kind registry (issue 15): every kind's parts, graphs and window class are consistent, so a kind added to
-:data:`MRSynthLib.translators.registry.KINDS` is checked here without editing this file."""
+:data:`MRSynthLib.methods.translators.registry.KINDS` is checked here without editing this file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from MRSynthLib.translators.registry import GRAPHS, KINDS, PARTS, method_kind
+from MRSynthLib.methods.translators.registry import GRAPHS, KINDS, PARTS, method_kind
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -30,7 +30,7 @@ def test_every_window_class_takes_the_driver_arguments_and_runs_a_window(kind):
 @pytest.mark.parametrize("part", list(PARTS))
 def test_every_part_builds_its_torch_network_from_its_config(part):
     pytest.importorskip("torch")
-    from MRSynthLib.networks.graphs import network_class
+    from MRSynthLib.methods.translators.graphs import network_class
 
     network = network_class(part)
     config = PARTS[part].config
@@ -40,7 +40,7 @@ def test_every_part_builds_its_torch_network_from_its_config(part):
 
 
 def test_the_engine_tables_come_from_the_registry():
-    from MRSynthLib.translator_engines import GRAPH_INPUTS, GRAPH_OUTPUTS, KIND_GRAPHS, KIND_PARTS
+    from MRSynthLib.methods.translators.engines import GRAPH_INPUTS, GRAPH_OUTPUTS, KIND_GRAPHS, KIND_PARTS
 
     assert KIND_PARTS == {k: s.parts for k, s in KINDS.items()} and KIND_GRAPHS == {k: s.graphs for k, s in KINDS.items()}
     assert GRAPH_INPUTS == {g: s.inputs for g, s in GRAPHS.items()}
@@ -48,7 +48,7 @@ def test_the_engine_tables_come_from_the_registry():
 
 
 def test_method_families_route_every_method():
-    from MRSynthLib.method_families import family_of
+    from MRSynthLib.methods.method_families import family_of
 
     assert family_of("regression").name == "regression" and family_of("fsq-fusion").name == "fusion"
     assert all(family_of(f"fsq-{kind}").name == "translator" for kind in KINDS)

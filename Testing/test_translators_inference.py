@@ -17,24 +17,24 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from MRSynthLib.bundle import ModelCard, load_bundle
+from MRSynthLib.models.bundle import ModelCard, load_bundle
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.cyclegan import GeneratorConfig
 from MRSynthLib.networks.denoiser import DenoiserConfig
 from MRSynthLib.networks.fusion import FusionConfig
-from MRSynthLib.networks.graphs import build_part
+from MRSynthLib.methods.translators.graphs import build_part
 from MRSynthLib.networks.configs.latent_split import LatentSplitConfig
 from MRSynthLib.networks.configs.msgldm import MSGLDMConfig
 from MRSynthLib.networks.configs.sscf import SSCFConfig
 from MRSynthLib.networks.configs.vqseq2seq import VQSeq2SeqConfig
 from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
 from MRSynthLib.networks.targetcode import TargetCodeConfig
-from MRSynthLib.preprocess import PreprocessSpec
-from MRSynthLib.samplers import SamplingConfig, Schedule
+from MRSynthLib.preprocessing.preprocess import PreprocessSpec
+from MRSynthLib.methods.translators.samplers import SamplingConfig, Schedule
 from MRSynthLib.synthesis import synthesize
-from MRSynthLib.translator_engines import KIND_GRAPHS, OnnxGraphEngine, TorchGraphEngine, choose_backend
-from MRSynthLib.translator_inference import predict_translator
+from MRSynthLib.methods.translators.engines import KIND_GRAPHS, OnnxGraphEngine, TorchGraphEngine, choose_backend
+from MRSynthLib.methods.translators.driver import predict_translator
 from Testing.conftest import blob_array, make_image
 from Testing.test_translators_networks import randomize_zero_parameters
 from training.stage2_bundle import write_translator_bundle
@@ -66,7 +66,7 @@ KINDS = {  # kind: (parts, extra card entries, inputs, outputs, a task (inputs, 
     "msgldm": (("autoencoder", "msgldm"), ("diffusion",), SLOTS, SLOTS, (("t1", "t2", "flair"), "t1ce")),
     "wldm": (("autoencoder", "wldm_split", "wldm_denoiser"), ("diffusion",), SLOTS, SLOTS, (("t1", "t2"), "flair")),
 }
-"""Every kind of the library registry (``MRSynthLib.translators.registry.KINDS``); a test checks none is missing."""
+"""Every kind of the library registry (``MRSynthLib.methods.translators.registry.KINDS``); a test checks none is missing."""
 
 
 def random_translator_bundle(folder: Path, kind: str) -> Path:
@@ -108,7 +108,7 @@ def _arrays(result) -> dict[str, np.ndarray]:
 
 
 def test_every_registered_kind_is_exercised_here():
-    from MRSynthLib.translators.registry import KINDS as REGISTERED
+    from MRSynthLib.methods.translators.registry import KINDS as REGISTERED
 
     assert set(KINDS) == set(REGISTERED)
 
@@ -254,7 +254,7 @@ def test_ldm_skips_occlusion_runs_when_no_contributions_are_asked(bundles, case)
 
 
 def test_cli_writes_uncertainty_and_one_contribution_map_per_input(bundles, case, tmp_path):
-    from MRSynthLib.cli import main
+    from MRSynthLib.commands.cli import main
 
     output = tmp_path / "flair.nii.gz"
     code = main(["synthesize", "--model", str(bundles["ldm"].path), "--input", f"t1={case['t1']}", "--input",
@@ -273,7 +273,7 @@ def test_onnx_backend_runs_the_diffusion_loop_without_torch(bundles, case, tmp_p
     output = tmp_path / "out.nii.gz"
     script = (
         "import sys; sys.modules['torch'] = None; sys.modules['monai'] = None\n"
-        "from MRSynthLib.cli import main\n"
+        "from MRSynthLib.commands.cli import main\n"
         f"code = main(['synthesize', '--model', {str(bundles['ldm'].path)!r}, '--input', 't1={case['t1']}',"
         f" '--target', 'flair', '--output', {str(output)!r}, '--samples', '2', '--progress', 'none'])\n"
         "assert sys.modules.get('torch') is None\n"

@@ -12,8 +12,8 @@ from MRSynthLib.errors import BundleError
 from MRSynthLib.networks.cyclegan import GeneratorConfig, LatentGenerator, build_discriminator
 from MRSynthLib.networks.denoiser import DenoiserConfig, LatentDenoiser, conditioning
 from MRSynthLib.networks.targetcode import TargetCodeConfig, TargetCodeTranslator, precision_fusion
-from MRSynthLib.translator_engines import method_kind
-from MRSynthLib.translators.window import precision_weights
+from MRSynthLib.methods.translators.engines import method_kind
+from MRSynthLib.methods.translators.window import precision_weights
 from training.config import ConfigError, config_from_dict, load_config
 
 TINY_DENOISER = DenoiserConfig(channels=(8, 8), attention_levels=(False, False), norm_num_groups=4, num_head_channels=8)
@@ -123,7 +123,7 @@ def test_method_kinds_are_parsed_with_the_latent_prefix():
 def test_unknown_method_is_refused_by_the_engines():
     from types import SimpleNamespace
 
-    from MRSynthLib.translator_engines import TorchGraphEngine
+    from MRSynthLib.methods.translators.engines import TorchGraphEngine
 
     card = SimpleNamespace(name="x", method="fsq-teleport", networks={"autoencoder": {"channels": [8]}})
     with pytest.raises(BundleError, match="fsq-teleport"):

@@ -1,11 +1,11 @@
-"""Diffusion samplers (MRSynthLib.samplers): exactness with oracle denoisers, schedules, determinism."""
+"""Diffusion samplers (MRSynthLib.methods.translators.samplers): exactness with oracle denoisers, schedules, determinism."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from MRSynthLib.samplers import (
+from MRSynthLib.methods.translators.samplers import (
     SamplingConfig,
     Schedule,
     ddim_sample,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from MRSynthLib.metrics import rank_correlation as spearman
+from MRSynthLib.quality.metrics import rank_correlation as spearman
 from training.methods_table import END, START, error_by_uncertainty, markdown, replace_between_markers
 
 

@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from MRSynthLib.bundle import load_bundle
+from MRSynthLib.models.bundle import load_bundle
 from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
 from MRSynthLib.synthesis import synthesize
 from training.cli import main as train_main

@@ -103,7 +103,7 @@ def _children_cpu_s() -> float:
 
 def run_one(data: Path, out: Path, scheduler: str | None, timeout_s: float, model: str | None = None) -> Result:
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "MRSynthLib.cli", "batch", "--input-dir", str(data), "--target", "t1ce",
+    command = [sys.executable, "-m", "MRSynthLib.commands.cli", "batch", "--input-dir", str(data), "--target", "t1ce",
                "--output-dir", str(out), "--progress", "none", *(["--scheduler", scheduler] if scheduler else []),
                *(["--model", model] if model else [])]
     load_before = load_average()[0]

@@ -5,7 +5,7 @@ target from the case's own files at the bundle's native resolution, with ``--sam
 (uncertainty) and contribution maps. One montage row per (case, task): the inputs, the synthetic image,
 the real one, |error| (both scaled by their own 0.5-99.5th brain percentiles, the evaluation protocol),
 the uncertainty and the first input's contribution map. The report adds, per case and task, brain PSNR /
-SSIM, the sharpness ratio (:func:`MRSynthLib.metrics.sharpness_ratio`) and Spearman's rank correlation of
+SSIM, the sharpness ratio (:func:`MRSynthLib.quality.metrics.sharpness_ratio`) and Spearman's rank correlation of
 the uncertainty with |error| in the brain (does σ point at the errors?).
 
     python -m benchmarks.heldout_montage --model runs/mrsynth-default/bundle \
@@ -30,8 +30,8 @@ from benchmarks.real_eval import DEFAULT_CASES, DEFAULT_TASKS, parse_tasks
 
 def case_rows(model: str, case_dir: Path, tasks, samples: int, seed: int = 0) -> list[dict]:
     """Synthesize every task the case answers; returns rows with images (SimpleITK) and scores."""
-    from MRSynthLib.imageio import image_to_array, load_input
-    from MRSynthLib.metrics import brain_selection, evaluate_images, normalised_error, rank_correlation, sharpness_ratio
+    from MRSynthLib.files.imageio import image_to_array, load_input
+    from MRSynthLib.quality.metrics import brain_selection, evaluate_images, normalised_error, rank_correlation, sharpness_ratio
     from MRSynthLib.synthesis import synthesize
 
     files = {p.name.split(".")[0]: p for p in case_dir.iterdir() if p.name.endswith((".nii.gz", ".nii"))}
@@ -65,7 +65,7 @@ def case_rows(model: str, case_dir: Path, tasks, samples: int, seed: int = 0) ->
 
 
 def _like(array: np.ndarray, reference):
-    from MRSynthLib.imageio import array_to_image
+    from MRSynthLib.files.imageio import array_to_image
 
     return array_to_image(array, reference)
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--montage", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    from MRSynthLib.montage import save_montage
+    from MRSynthLib.quality.montage import save_montage
 
     rows = []
     for case in filter(None, args.cases_only.split(",")):

@@ -24,11 +24,11 @@ TARGET = "t1ce"
 
 def run(model: str | None, case: Path, output_dir: Path, montage: Path | None, backend: str = "auto") -> dict:
     """Synthesize, write outputs and (optionally) the montage; returns the report."""
-    from MRSynthLib.imageio import load_input
-    from MRSynthLib.metrics import evaluate_images
-    from MRSynthLib.montage import save_montage
-    from MRSynthLib.outputs import plan_outputs, write_result
-    from MRSynthLib.registration import register_rigid, resample_onto
+    from MRSynthLib.files.imageio import load_input
+    from MRSynthLib.quality.metrics import evaluate_images
+    from MRSynthLib.quality.montage import save_montage
+    from MRSynthLib.commands.outputs import plan_outputs, write_result
+    from MRSynthLib.preprocessing.registration import register_rigid, resample_onto
     from MRSynthLib.synthesis import synthesize
 
     inputs = {c: case / f"{c}.nii.gz" for c in INPUTS}

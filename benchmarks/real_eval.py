@@ -4,8 +4,8 @@ For every case of a co-registered case folder (default ``../shared/data/cases``,
 every task it can answer (default: t1ce from {t1, t2, flair}, flair from {t1, t2}, t2 from {t1},
 pd from {t2}), each model synthesizes the target from the case's own files through
 :func:`MRSynthLib.synthesis.synthesize` (the first input is the reference grid), and the result is
-scored against the acquired target with :func:`MRSynthLib.metrics.evaluate_images` (default
-:class:`~MRSynthLib.metrics.EvaluationProtocol`) in the brain mask (the case's ``brainmask`` file,
+scored against the acquired target with :func:`MRSynthLib.quality.metrics.evaluate_images` (default
+:class:`~MRSynthLib.quality.metrics.EvaluationProtocol`) in the brain mask (the case's ``brainmask`` file,
 else the reference foreground) and in the lesion region (every nonzero label) where the case has labels.
 
 Models: bundle names or folders, evaluated as they are, and the word ``regression``: the classical
@@ -179,7 +179,7 @@ def supports(bundle, task: Task) -> bool:
 
 
 def score(case, task: Task, model, model_label: str, keep: Path | None = None, uncertainty_samples: int = 0) -> CaseTask:
-    """Synthesize ``task`` for ``case`` (a :class:`MRSynthLib.cases.Case`) with ``model`` and score it under the
+    """Synthesize ``task`` for ``case`` (a :class:`MRSynthLib.files.cases.Case`) with ``model`` and score it under the
     default protocol and each of :data:`SECONDARY`; ``keep``: also write the synthetic volume there.
 
     ``uncertainty_samples`` >= 2: synthesize with that many samples instead of one deterministic pass and also
@@ -190,9 +190,9 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None, u
     import SimpleITK as sitk
 
     from MRSynthLib.errors import MRSynthError
-    from MRSynthLib.imageio import image_to_array, load_input, read_image, voxel_view
-    from MRSynthLib.metrics import EvaluationProtocol, brain_selection, evaluate_images, uncertainty_error_correlation
-    from MRSynthLib.registration import resample_onto, same_grid
+    from MRSynthLib.files.imageio import image_to_array, load_input, read_image, voxel_view
+    from MRSynthLib.quality.metrics import EvaluationProtocol, brain_selection, evaluate_images, uncertainty_error_correlation
+    from MRSynthLib.preprocessing.registration import resample_onto, same_grid
     from MRSynthLib.synthesis import synthesize
 
     inputs = {c: case.images[c] for c in task.inputs}
@@ -253,9 +253,9 @@ def run(models: list[str], cases_dir: Path, tasks: list[Task], work_dir: Path, r
     ``keep_outputs``: write every synthetic volume under ``work_dir/outputs/<model>/<case>/``.
     ``uncertainty_samples``: see :func:`score`.
     """
-    from MRSynthLib.cases import discover_cases
-    from MRSynthLib.metrics import EvaluationProtocol
-    from MRSynthLib.registry import resolve_model
+    from MRSynthLib.files.cases import discover_cases
+    from MRSynthLib.quality.metrics import EvaluationProtocol
+    from MRSynthLib.models.registry import resolve_model
 
     cases = [c for c in discover_cases(cases_dir, "plain") if not only or c.case_id in only]
     if not cases:

@@ -163,7 +163,7 @@ def render_report(results, record: dict) -> str:
     for name, info in models.items():
         if name == "regression":
             model_lines.append(
-                f"- `regression`: the classical baseline (per-voxel gradient-boosted trees, `MRSynthLib.regression`), "
+                f"- `regression`: the classical baseline (per-voxel gradient-boosted trees, `MRSynthLib.methods.regression`), "
                 f"**retrained for every held-out case** from config `{info['config']}` on all other cases of that "
                 f"config (real cases of the folder plus its phantoms); the held-out case is never in its training set."
                 + regression_details(info))
@@ -187,7 +187,7 @@ def render_report(results, record: dict) -> str:
         "Each model synthesizes the target from the case's own files through `MRSynthLib.synthesis.synthesize` "
         "(the first input listed is the reference grid; the bundle's own model-space preprocessing; "
         + _passes(results) + ") and the output, on the target's grid, is compared with the acquired target by "
-        "`MRSynthLib.metrics.evaluate_images`. Brain: the case's `brainmask` file when it has one, else the "
+        "`MRSynthLib.quality.metrics.evaluate_images`. Brain: the case's `brainmask` file when it has one, else the "
         "reference foreground. Lesion: every nonzero voxel of the case's label file (MS lesion masks), only for "
         "cases that have one.",
         "",

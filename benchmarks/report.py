@@ -153,7 +153,7 @@ def _section_method(results: dict) -> list[str]:
     return ["## Method", "",
             "- Every configuration runs in a fresh Python process (`benchmarks/worker.py`) doing what "
             "`mrsynth synthesize` does: plan the outputs, `MRSynthLib.synthesis.synthesize` (seed 0, CPU), "
-            "`MRSynthLib.outputs.write_result` (the synthetic volume, plus the uncertainty map with more than one "
+            "`MRSynthLib.commands.outputs.write_result` (the synthetic volume, plus the uncertainty map with more than one "
             "sample; `.nii.gz`). Stage times are the pipeline's own `result.timings`; `write` is timed around "
             "`write_result`.",
             "- Threads: the parent sets `OMP_NUM_THREADS`, `MKL_NUM_THREADS`, `OPENBLAS_NUM_THREADS` and "
@@ -346,7 +346,7 @@ def _section_memory(results: dict) -> list[str]:
               "the head's size at the bundle's spacing, not by the file's matrix: a finely sampled input costs memory "
               "and time in the full-resolution stages (reading, mapping the outputs back onto the input grid in "
               "postprocess, writing), not in the networks. Sliding windows start above "
-              "160³ model-space voxels (`MRSynthLib.inference.AUTO_WINDOW_VOXELS`); the `--window` row shows them "
+              "160³ model-space voxels (`MRSynthLib.runtime.inference.AUTO_WINDOW_VOXELS`); the `--window` row shows them "
               "running at this size.", ""]
     return lines
 

@@ -84,8 +84,8 @@ def ensure_onnx_bundle(model: str, cache: Path) -> tuple[str, str]:
 
     When the installed bundle has no ONNX graphs yet, a copy in the cache gets them
     (``python -m training.onnx_export``, needs torch)."""
-    from MRSynthLib.onnx_backend import has_onnx_parts
-    from MRSynthLib.registry import resolve_model
+    from MRSynthLib.runtime.onnx_backend import has_onnx_parts
+    from MRSynthLib.models.registry import resolve_model
 
     bundle = resolve_model(model)
     if has_onnx_parts(bundle):
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] wrote {output} from {args.from_results}", flush=True)
         return 0
 
-    from MRSynthLib.registry import default_model_name, resolve_model
+    from MRSynthLib.models.registry import default_model_name, resolve_model
 
     model = args.model or default_model_name()
     chosen = resolve_model(model)

@@ -3,7 +3,7 @@
     python -m benchmarks.worker '<RunSpec as JSON>' RESULT.json
 
 What it does is what ``mrsynth synthesize`` does: plan the outputs, :func:`MRSynthLib.synthesis.synthesize`,
-:func:`MRSynthLib.outputs.write_result` (synthetic, plus the uncertainty map with more than one sample).
+:func:`MRSynthLib.commands.outputs.write_result` (synthetic, plus the uncertainty map with more than one sample).
 The engine the pipeline loads is wrapped so that every network call's input shapes and wall time are
 recorded (for the FLOP counts); the pipeline itself is unchanged. Thread counts are fixed through the
 environment by the parent (``benchmarks.run``) before this interpreter starts.
@@ -96,8 +96,8 @@ def own_peak_rss_bytes() -> int | None:
 
 
 def run(spec: dict) -> dict:
-    import MRSynthLib.backends as backends
-    from MRSynthLib.outputs import plan_outputs, write_result
+    import MRSynthLib.runtime.backends as backends
+    from MRSynthLib.commands.outputs import plan_outputs, write_result
     from MRSynthLib.synthesis import synthesize
 
     log = CallLog()

@@ -6,7 +6,7 @@ markers ``<!-- ablation:start -->`` and ``<!-- ablation:end -->``.
 
 Held-out volumes are phantoms with seeds disjoint from training (those of :mod:`training.validate`),
 brought into model space by the inference preprocessing, encoded and decoded whole, and scored with
-:func:`MRSynthLib.metrics.evaluate_volumes` (its default protocol) in the phantom's brain mask and tumour.
+:func:`MRSynthLib.quality.metrics.evaluate_volumes` (its default protocol) in the phantom's brain mask and tumour.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class HeldOut:
 def heldout_cases(config, seeds=HELDOUT_SEEDS) -> list[HeldOut]:
     """Phantoms of the base config's phantom source settings with ``seeds``, in model space."""
     from MRSynthLib.phantom import PhantomConfig, generate_phantom
-    from MRSynthLib.preprocess import to_model_space
+    from MRSynthLib.preprocessing.preprocess import to_model_space
     from training.data_cache import labels_to_model_space
 
     source = next(s for s in config.data.sources if s.kind == "phantom")
@@ -96,7 +96,7 @@ def evaluate(model, cases: list[HeldOut]) -> dict[str, float]:
     """Means over cases and contrasts of brain PSNR / SSIM / MAE and tumour PSNR of ``decode(encode(x))``."""
     import torch
 
-    from MRSynthLib.metrics import evaluate_volumes
+    from MRSynthLib.quality.metrics import evaluate_volumes
 
     model.eval()
     scores: dict[str, list[float]] = {}
@@ -144,7 +144,7 @@ def run_ablation(base, variants: tuple[Variant, ...], steps: int, run_root: Path
                      "parameters": int(sum(p.numel() for p in model.parameters())),
                      "train_seconds": round(seconds, 1), **scores})
         print(json.dumps(rows[-1]), file=sys.stderr)
-    from MRSynthLib.metrics import EvaluationProtocol
+    from MRSynthLib.quality.metrics import EvaluationProtocol
 
     record = {
         "command": f"python -m training.ablation --budget-steps {steps}",
@@ -197,7 +197,7 @@ def markdown(record: dict) -> str:
 
 def write_between_markers(path: Path, text: str) -> None:
     """Replace what lies between the ablation markers of ``path`` (append a section with them if absent)."""
-    from MRSynthLib.atomic import write_text
+    from MRSynthLib.files.atomic import write_text
 
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     block = f"{START}\n{text}\n{END}"

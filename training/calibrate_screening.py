@@ -1,4 +1,4 @@
-"""Calibrate a fusion bundle's input screening (``networks.screening`` in its card, :mod:`MRSynthLib.screening`).
+"""Calibrate a fusion bundle's input screening (``networks.screening`` in its card, :mod:`MRSynthLib.preprocessing.screening`).
 
 ``python -m training.calibrate_screening BUNDLE [--cases 4] [--first-seed 800]`` generates clean phantoms
 (the built-in models' training distribution), brings them to the bundle's model space exactly as
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from MRSynthLib.atomic import staged_folder
-from MRSynthLib.bundle import load_bundle, write_card
+from MRSynthLib.files.atomic import staged_folder
+from MRSynthLib.models.bundle import load_bundle, write_card
 from MRSynthLib.errors import MRSynthError
-from MRSynthLib.screening import ScreeningConfig, block_errors
+from MRSynthLib.preprocessing.screening import ScreeningConfig, block_errors
 
 PERCENTILE = 99.9
 #: Phantom geometries, alternated over the calibration cases: resampled to the model grid (1.5 mm, as the
@@ -39,7 +39,7 @@ def _phantom_cases(contrasts: tuple[str, ...], count: int, first_seed: int):
 
 
 def _folder_cases(folders: list[Path], contrasts: tuple[str, ...]):
-    from MRSynthLib.imageio import load_input
+    from MRSynthLib.files.imageio import load_input
 
     for folder in folders:
         images = {c: load_input(folder / f"{c}.nii.gz", f"--case-dir {c}") for c in contrasts if (folder / f"{c}.nii.gz").exists()}
@@ -50,8 +50,8 @@ def _folder_cases(folders: list[Path], contrasts: tuple[str, ...]):
 
 def measure_error_scales(bundle, cases) -> tuple[dict[str, float], list[str]]:
     """Per-contrast 99.9th percentile of the brain's block errors over ``cases`` (name, {contrast: image})."""
-    from MRSynthLib.preprocess import to_model_space
-    from MRSynthLib.torch_backend import TorchEngine
+    from MRSynthLib.preprocessing.preprocess import to_model_space
+    from MRSynthLib.runtime.torch_backend import TorchEngine
 
     engine = TorchEngine(bundle, "cpu")
     d = engine.downsampling

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from MRSynthLib.networks.configs.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.configs.fusion import FusionConfig
-from MRSynthLib.preprocess import PreprocessSpec
+from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 from training.loss_config import Stage1LossConfig
 from training.stage2_config import MethodConfig
 from training.regression_config import RegressionConfig
@@ -324,7 +324,7 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
     data = dict(data)
     if "preprocessing" in data and "normalization" in data["preprocessing"]:
         data["preprocessing"] = dict(data["preprocessing"])
-        from MRSynthLib.normalization import NormalizationSpec
+        from MRSynthLib.preprocessing.normalization import NormalizationSpec
 
         norm = _build(NormalizationSpec, data["preprocessing"].pop("normalization"), f"{where}.preprocessing.normalization")
         pre = _build(PreprocessSpec, data.pop("preprocessing"), f"{where}.preprocessing")

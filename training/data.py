@@ -1,6 +1,6 @@
 """Training volumes: data sources -> patient-level split -> preprocessing cache -> memory-mapped volumes.
 
-Every case goes through :func:`MRSynthLib.preprocess.to_model_space`, the same code the inference
+Every case goes through :func:`MRSynthLib.preprocessing.preprocess.to_model_space`, the same code the inference
 path uses, so training and inference normalise identically; the result is cached as ``.npy``
 (:mod:`training.data_cache`) and epochs never re-read NIfTI. Readers: :mod:`training.data_sources`;
 splits: :mod:`training.data_split`; patches: :mod:`training.data_patches`.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from MRSynthLib.contrasts import CANONICAL_CONTRASTS
-from MRSynthLib.preprocess import PreprocessSpec
+from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 from training.config import ConfigError, DataConfig, SourceConfig, TrainConfig
 from training.data_cache import PreprocessCache
 from training.data_patches import random_patch_slices

@@ -5,7 +5,7 @@ Layout under the cache folder::
     <spec hash>/<source>/<case>/   key.json, <contrast>.npy, mask.npy, foreground.npy[, labels.npy]
     registration/<hash>.json       rigid transforms of moving contrasts onto a case's reference
 
-``<spec hash>`` is the sha256 (12 hex) of the :class:`~MRSynthLib.preprocess.PreprocessSpec`, so a
+``<spec hash>`` is the sha256 (12 hex) of the :class:`~MRSynthLib.preprocessing.preprocess.PreprocessSpec`, so a
 different spacing/normalisation never reads another spec's arrays. ``key.json`` holds the case's
 fingerprint: path, size and modification time (ns) of every source file, the contrasts, the
 registration switch and the full spec; a case whose fingerprint changed is rebuilt. Phantoms list
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from MRSynthLib.atomic import staged_folder
-from MRSynthLib.preprocess import PreprocessSpec
+from MRSynthLib.files.atomic import staged_folder
+from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 from training.data_sources import SourceCase
 
 CACHE_FORMAT = 1
 FOREGROUND_SAMPLES = 32768
 """Patch centres are drawn from at most this many foreground voxels per case (a seeded subsample)."""
-_REGISTRATION_SETTINGS = {"method": "MRSynthLib.registration.register_rigid", "seed": 0, "version": 1}
+_REGISTRATION_SETTINGS = {"method": "MRSynthLib.preprocessing.registration.register_rigid", "seed": 0, "version": 1}
 
 
 def spec_digest(spec: PreprocessSpec) -> str:
@@ -139,7 +139,7 @@ def preprocess_case(case: SourceCase, spec: PreprocessSpec, register: bool,
         voxel indices (seeded subsample of the mask), ``labels`` uint8 when the case has labels;
         record: JSON-able provenance (reference, registrations, model-space record).
     """
-    from MRSynthLib.preprocess import to_model_space
+    from MRSynthLib.preprocessing.preprocess import to_model_space
 
     if case.phantom is not None:
         from MRSynthLib.phantom import generate_phantom
@@ -163,8 +163,8 @@ def preprocess_case(case: SourceCase, spec: PreprocessSpec, register: bool,
 def _read_on_reference_grid(case: SourceCase, register: bool, registration_dir: Path | None):
     import SimpleITK as sitk
 
-    from MRSynthLib.imageio import load_input, read_image
-    from MRSynthLib.registration import resample_onto, same_grid, transform_to_dict
+    from MRSynthLib.files.imageio import load_input, read_image
+    from MRSynthLib.preprocessing.registration import resample_onto, same_grid, transform_to_dict
 
     reference_name = reference_contrast(case.images)
     order = [reference_name] + [c for c in case.images if c != reference_name]
@@ -195,7 +195,7 @@ def registered_transform(fixed_path: Path, moving_path: Path, fixed, moving, cac
     """Rigid transform mapping ``fixed`` points to ``moving`` points, computed once per file pair."""
     import SimpleITK as sitk
 
-    from MRSynthLib.registration import register_rigid
+    from MRSynthLib.preprocessing.registration import register_rigid
 
     key = {"fixed": file_stamp(fixed_path), "moving": file_stamp(moving_path), "settings": _REGISTRATION_SETTINGS}
     path = None
@@ -227,8 +227,8 @@ def labels_to_model_space(space, labels_image) -> np.ndarray:
     model space was resampled, then cropped and padded exactly as the model space: uint8 ``(z, y, x)``."""
     import SimpleITK as sitk
 
-    from MRSynthLib.imageio import voxel_copy
-    from MRSynthLib.preprocess import CANONICAL_ORIENTATION
+    from MRSynthLib.files.imageio import voxel_copy
+    from MRSynthLib.preprocessing.preprocess import CANONICAL_ORIENTATION
 
     labels = sitk.DICOMOrient(labels_image, CANONICAL_ORIENTATION)
     if space.resampled:

@@ -1,7 +1,7 @@
 """Dataset readers: the cases (contrast files of one subject) of every ``data.sources`` entry.
 
 * ``plain``, ``brats2021``, ``brats2023``, ``nnunet``: folder layouts read by
-  :func:`MRSynthLib.cases.discover_cases`.
+  :func:`MRSynthLib.files.cases.discover_cases`.
 * ``ixi``: ``IXI<nnn>-<Site>-<nnnn>-{T1,T2,PD}.nii.gz`` in one folder or in per-modality subfolders
   (``IXI-T1/``, ``IXI-T2/``, ``IXI-PD/``); MRA and DTI files are ignored. The contrasts are not
   co-registered: preprocessing registers T2/PD to T1 once (:mod:`training.data_cache`).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from MRSynthLib.cases import LAYOUTS, discover_cases, split_image_name
+from MRSynthLib.files.cases import LAYOUTS, discover_cases, split_image_name
 from MRSynthLib.contrasts import CANONICAL_CONTRASTS, canonical_contrast, is_contrast, squash_name
 from MRSynthLib.errors import ContrastError, InputImageError
 from MRSynthLib.phantom import PhantomConfig

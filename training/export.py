@@ -12,8 +12,8 @@ import dataclasses
 import torch
 
 import MRSynthLib
-from MRSynthLib.atomic import staged_folder
-from MRSynthLib.bundle import ModelCard, sha256_file, write_card
+from MRSynthLib.files.atomic import staged_folder
+from MRSynthLib.models.bundle import ModelCard, sha256_file, write_card
 from MRSynthLib.contrasts import MR_CONTRASTS
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from training.config import TrainConfig

@@ -11,7 +11,7 @@ frozen autoencoder.
 Each held-out phantom (seeds never used in training, generated at 1.5 mm so resampling and its inverse
 are exercised) is synthesized through :func:`MRSynthLib.synthesis.synthesize` exactly as ``mrsynth
 synthesize`` does, on both backends, for every task a model supports, and scored with
-:mod:`MRSynthLib.metrics` (brain and tumour region). Uncertainty calibration: Spearman correlation
+:mod:`MRSynthLib.quality.metrics` (brain and tumour region). Uncertainty calibration: Spearman correlation
 between the voxel-wise std of ``samples`` passes and the absolute error (brain voxels), and the mean
 absolute error per quintile of the std (pooled over cases and tasks). The Markdown table replaces the
 text between the markers in the output file.
@@ -138,14 +138,14 @@ def train_missing(model_set: ModelSet = MODEL_SETS["kinds"], root: Path = ROOT) 
 
 def _load(bundle, backend: str, threads: int) -> None:
     """Load the bundle's engine into the per-process cache exactly as ``synthesize`` will ask for it."""
-    from MRSynthLib.translator_engines import is_translator_method
+    from MRSynthLib.methods.translators.engines import is_translator_method
 
     if bundle.card.method == "regression":
-        from MRSynthLib.regression import load_engine
+        from MRSynthLib.methods.regression import load_engine
     elif is_translator_method(bundle.card.method):
-        from MRSynthLib.translator_engines import load_engine
+        from MRSynthLib.methods.translators.engines import load_engine
     else:
-        from MRSynthLib.backends import load_engine
+        from MRSynthLib.runtime.backends import load_engine
     load_engine(bundle, backend, "auto", threads)
 
 
@@ -165,7 +165,7 @@ def training_record(run_dir: Path, card) -> dict:
 
 def training_records(models=MODELS, root: Path = ROOT) -> dict:
     """Training record per trained (non built-in) model label."""
-    from MRSynthLib.bundle import load_bundle
+    from MRSynthLib.models.bundle import load_bundle
 
     return {label: training_record(root / source, load_bundle(root / "bundles" / source).card)
             for label, source in models if not is_builtin(source)}
@@ -176,12 +176,12 @@ def evaluate(models=MODELS, tasks=TASKS, seeds=SEEDS, samples: int = 4, threads:
     """Run every (model, task, case) on the first backend and the first ``other_backend_cases`` cases of
     each task on the others (timing and agreement); returns per-run scores, the calibration curve data and
     the largest difference between the backends' synthetic images."""
-    from MRSynthLib.bundle import load_bundle
-    from MRSynthLib.evaluation import absolute_error_image
-    from MRSynthLib.imageio import image_to_array, read_image
-    from MRSynthLib.metrics import evaluate_images, rank_correlation
+    from MRSynthLib.models.bundle import load_bundle
+    from MRSynthLib.quality.evaluation import absolute_error_image
+    from MRSynthLib.files.imageio import image_to_array, read_image
+    from MRSynthLib.quality.metrics import evaluate_images, rank_correlation
     from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
-    from MRSynthLib.registry import resolve_model
+    from MRSynthLib.models.registry import resolve_model
     from MRSynthLib.synthesis import synthesize
 
     scores: list[Score] = []
@@ -251,9 +251,9 @@ def contribution_response(models, folder: Path, tmp: Path, root: Path, threads: 
     uniform noise of the same intensity range (auto backend, one sample), per model that takes the task."""
     import SimpleITK as sitk
 
-    from MRSynthLib.bundle import load_bundle
-    from MRSynthLib.imageio import array_to_image, image_to_array, read_image
-    from MRSynthLib.registry import resolve_model
+    from MRSynthLib.models.bundle import load_bundle
+    from MRSynthLib.files.imageio import array_to_image, image_to_array, read_image
+    from MRSynthLib.models.registry import resolve_model
     from MRSynthLib.synthesis import synthesize
 
     target, inputs = RESPONSE_TASK

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from MRSynthLib.atomic import staged_folder
-from MRSynthLib.bundle import Bundle, load_bundle, sha256_file, write_card
+from MRSynthLib.files.atomic import staged_folder
+from MRSynthLib.models.bundle import Bundle, load_bundle, sha256_file, write_card
 from MRSynthLib.errors import MRSynthError
 from training.stage2_onnx import PARITY_TOLERANCE
 
@@ -88,7 +88,7 @@ def _spatial(prefix: str, first: int) -> dict[int, str]:
 
 
 def export_graphs(engine, folder: Path) -> dict[str, str]:
-    """Write the four graphs of a loaded :class:`MRSynthLib.torch_backend.TorchEngine` into ``folder/onnx``."""
+    """Write the four graphs of a loaded :class:`MRSynthLib.runtime.torch_backend.TorchEngine` into ``folder/onnx``."""
     ae, tr = engine.autoencoder.cpu().eval(), engine.translator.cpu().eval()
     ds, m, h = engine.downsampling, len(engine.slots), engine.hidden_channels
     size = 4 * ds
@@ -115,9 +115,9 @@ def export_graphs(engine, folder: Path) -> dict[str, str]:
 def measure_parity(bundle: Bundle, shape: tuple[int, int, int] = (32, 40, 32), samples: int = 4) -> float:
     """Largest relative difference (max |a-b| / max |a|) between torch and onnxruntime outputs of a full
     prediction (synthetic, uncertainty, contributions) on a random probe volume with two inputs."""
-    from MRSynthLib.inference import predict
-    from MRSynthLib.onnx_backend import OnnxEngine
-    from MRSynthLib.torch_backend import TorchEngine
+    from MRSynthLib.runtime.inference import predict
+    from MRSynthLib.runtime.onnx_backend import OnnxEngine
+    from MRSynthLib.runtime.torch_backend import TorchEngine
 
     rng = np.random.default_rng(0)
     slots = bundle.card.networks["onnx"]["slots"]
@@ -142,7 +142,7 @@ def add_onnx_parts(bundle_dir: str | Path) -> Path:
     import onnx
     import onnxruntime
 
-    from MRSynthLib.torch_backend import TorchEngine
+    from MRSynthLib.runtime.torch_backend import TorchEngine
 
     folder = Path(bundle_dir)
     bundle = load_bundle(folder)

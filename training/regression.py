@@ -3,13 +3,13 @@
 1. The cases of ``data.sources`` are split (``data.split``) and brought into model space by the
    inference preprocessing, through the run's preprocessing cache (:mod:`training.data`).
 2. Each training case contributes a seeded sample of its foreground voxels (``samples_per_case`` times
-   its source's ``weight``) with the features (:mod:`MRSynthLib.regression_features`) of every contrast it has.
+   its source's ``weight``) with the features (:mod:`MRSynthLib.methods.regression_features`) of every contrast it has.
 3. One scikit-learn ``HistGradientBoostingRegressor`` per task (target from exactly these inputs),
    trained on the cases that have all of them.
 3b. With ``regression.error_model.folds`` >= 2, an error model per task (the uncertainty map): the task is
    refit without each fold of cases, the held-out cases' absolute residuals become the targets of a
    smaller ensemble on the same features (:class:`training.regression_config.ErrorModelConfig`).
-4. The trees are exported as flat arrays (:mod:`MRSynthLib.tree_ensemble`) into
+4. The trees are exported as flat arrays (:mod:`MRSynthLib.methods.tree_ensemble`) into
    ``regressors.safetensors`` + ``bundle.json``; validation metrics come from the numpy predictor on
    the validation cases, so they measure exactly what inference runs.
 """
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from MRSynthLib.atomic import staged_folder
+from MRSynthLib.files.atomic import staged_folder
 from MRSynthLib.contrasts import CANONICAL_CONTRASTS
-from MRSynthLib.regression import METHOD, UNCERTAINTY, UNCERTAINTY_ERROR_MODEL, WEIGHTS_FILE, error_key, regressor_key
-from MRSynthLib.regression_features import FeatureSpec, contrast_features, mask_distance, voxel_features
-from MRSynthLib.tree_ensemble import TreeEnsemble, expected_values
+from MRSynthLib.methods.regression import METHOD, UNCERTAINTY, UNCERTAINTY_ERROR_MODEL, WEIGHTS_FILE, error_key, regressor_key
+from MRSynthLib.methods.regression_features import FeatureSpec, contrast_features, mask_distance, voxel_features
+from MRSynthLib.methods.tree_ensemble import TreeEnsemble, expected_values
 from training.config import TrainConfig
 from training.regression_config import RegressionConfig, RegressionTask
 
@@ -288,7 +288,7 @@ def _thread_limits(threads: int):
 def validate(fitted: list[FittedTask], volumes, config: TrainConfig) -> dict[str, dict]:
     """Mean brain PSNR / SSIM / MAE (model space, default evaluation protocol) of each regressor on the
     validation volumes that have its inputs and target, predicted by the numpy trees."""
-    from MRSynthLib.metrics import evaluate_volumes
+    from MRSynthLib.quality.metrics import evaluate_volumes
 
     spec = config.regression.features
     out = {}
@@ -317,8 +317,8 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
     from safetensors.numpy import save_file
 
     import MRSynthLib
-    from MRSynthLib.bundle import ModelCard, sha256_file, write_card
-    from MRSynthLib.metrics import EvaluationProtocol
+    from MRSynthLib.models.bundle import ModelCard, sha256_file, write_card
+    from MRSynthLib.quality.metrics import EvaluationProtocol
     from training.runs import git_revision
 
     if not fitted:

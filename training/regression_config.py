@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from MRSynthLib.regression_features import FeatureSpec
+from MRSynthLib.methods.regression_features import FeatureSpec
 
 LOSSES: tuple[str, ...] = ("squared_error", "absolute_error")
 """Losses whose link is the identity (so the raw tree sum is the prediction)."""

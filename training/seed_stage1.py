@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from MRSynthLib.bundle import load_bundle
+from MRSynthLib.models.bundle import load_bundle
 from MRSynthLib.errors import MRSynthError
 from training.config import ConfigError, load_config
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from MRSynthLib.metrics import psnr
+from MRSynthLib.quality.metrics import psnr
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from training.acceleration import autocast, bf16_enabled, enable_gradient_checkpointing
 from training.augment import PatchAugmenter

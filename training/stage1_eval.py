@@ -2,9 +2,9 @@
 
 Every validation and test case of the run's split (never trained on) is preprocessed into model space
 (:class:`training.data_cache.PreprocessCache`), encoded and decoded whole, and scored against its own
-model-space image with the project protocol (:func:`MRSynthLib.metrics.evaluate_volumes`: each volume
+model-space image with the project protocol (:func:`MRSynthLib.quality.metrics.evaluate_volumes`: each volume
 scaled by its own 0.5-99.5th brain percentiles, brain = the case's foreground mask), plus the sharpness
-ratio (:func:`MRSynthLib.metrics.sharpness_ratio`). One row per volume, then means per contrast.
+ratio (:func:`MRSynthLib.quality.metrics.sharpness_ratio`). One row per volume, then means per contrast.
 
     python -m training.stage1_eval --config real-stage1-2x --run-dir runs/real-stage1-2x --json out.json
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from MRSynthLib.metrics import evaluate_volumes, sharpness_ratio
+from MRSynthLib.quality.metrics import evaluate_volumes, sharpness_ratio
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from training.acceleration import autocast
 from training.config import TrainConfig, load_config

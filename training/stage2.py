@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from MRSynthLib.metrics import psnr
+from MRSynthLib.quality.metrics import psnr
 from MRSynthLib.networks.autoencoder import FSQAutoencoder
 from MRSynthLib.networks.fusion import FusionTranslator, pad_to_multiple
 from MRSynthLib.networks.precision import full_precision

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from MRSynthLib.atomic import staged_folder
-from MRSynthLib.bundle import ModelCard, load_bundle, sha256_file, write_card
+from MRSynthLib.files.atomic import staged_folder
+from MRSynthLib.models.bundle import ModelCard, load_bundle, sha256_file, write_card
 from MRSynthLib.errors import MRSynthError
-from MRSynthLib.translator_engines import KIND_PARTS, TorchGraphEngine, method_kind, weight_file
+from MRSynthLib.methods.translators.engines import KIND_PARTS, TorchGraphEngine, method_kind, weight_file
 from training.stage2_onnx import OPSET, PARITY_TOLERANCE, export_graphs, measure_parity
 
 UNCERTAINTY = {

@@ -23,7 +23,7 @@ from MRSynthLib.networks.configs.sscf import SSCFConfig
 from MRSynthLib.networks.configs.msgldm import MSGLDMConfig
 from MRSynthLib.networks.configs.targetcode import TargetCodeConfig
 from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
-from MRSynthLib.samplers import SamplingConfig
+from MRSynthLib.methods.translators.samplers import SamplingConfig
 from training.vqseq2seq_config import VQSeq2SeqTrainConfig
 from training.loss_config import GANConfig
 

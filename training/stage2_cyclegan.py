@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from MRSynthLib.metrics import psnr
+from MRSynthLib.quality.metrics import psnr
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from MRSynthLib.networks.cyclegan import LatentGenerator, build_discriminator
 from training.config import ConfigError, TrainConfig
@@ -131,7 +131,7 @@ class CycleGANTrainer:
         return {"val_cycle": cycle.item(), "val_identity": identity.item()}
 
     def engine(self):
-        from MRSynthLib.translator_engines import TorchGraphEngine
+        from MRSynthLib.methods.translators.engines import TorchGraphEngine
 
         networks = {"autoencoder": self.autoencoder.config.to_dict(), "generator": self.generator_config.to_dict()}
         card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-cyclegan", networks=networks)
@@ -140,7 +140,7 @@ class CycleGANTrainer:
 
     @torch.no_grad()
     def validate(self, final: bool):
-        from MRSynthLib.translator_inference import predict_translator
+        from MRSynthLib.methods.translators.driver import predict_translator
 
         engine = self.engine()
         slots_names = (self.generator_config.source, self.generator_config.target)

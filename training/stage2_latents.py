@@ -53,7 +53,7 @@ class LatentCase:
 
 def _bundle_for(name: str, what: str):
     from MRSynthLib.errors import MRSynthError
-    from MRSynthLib.registry import resolve_model
+    from MRSynthLib.models.registry import resolve_model
 
     try:
         return resolve_model(name)

@@ -4,9 +4,9 @@ Each sample draws a target contrast and a random non-empty subset of the others 
 translator does, so one denoiser serves every subset), a latent window, a time ``t ~ U(0, 1)`` and
 noise (a drawn batch, whose fusion guide costs more than the denoiser step, serves ``batch_reuse``
 steps, each with fresh times and noise); the loss is the mean squared error of the predicted velocity (``cosine`` schedule: DDPM with
-v-prediction; ``linear``: rectified flow), see :mod:`MRSynthLib.samplers`. Latents are scaled by
+v-prediction; ``linear``: rectified flow), see :mod:`MRSynthLib.methods.translators.samplers`. Latents are scaled by
 ``latent_scale`` (1 / std of the training latents, measured once). Validation samples whole held-out
-volumes through the inference driver (:mod:`MRSynthLib.translator_inference`) with DDIM once, at the
+volumes through the inference driver (:mod:`MRSynthLib.methods.translators.driver`) with DDIM once, at the
 end; checkpoints are selected by the velocity loss on a fixed held-out batch.
 """
 
@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from MRSynthLib.metrics import psnr
+from MRSynthLib.quality.metrics import psnr
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from MRSynthLib.networks.denoiser import LatentDenoiser
 from MRSynthLib.networks.fusion import FusionTranslator
-from MRSynthLib.samplers import Schedule
+from MRSynthLib.methods.translators.samplers import Schedule
 from training.config import TrainConfig
 from training.stage2_latents import LatentCase, random_task, random_window
 
@@ -128,7 +128,7 @@ class LDMTrainer:
 
     def engine(self):
         """An inference engine over the networks in memory (the validation goes through the real driver)."""
-        from MRSynthLib.translator_engines import TorchGraphEngine
+        from MRSynthLib.methods.translators.engines import TorchGraphEngine
 
         networks = {"autoencoder": self.autoencoder.config.to_dict(), "translator": self.fusion.config.to_dict(),
                     "denoiser": self.denoiser_config.to_dict(),
@@ -148,7 +148,7 @@ class LDMTrainer:
 def validate_cases(engine, cases: list[LatentCase], slots: tuple[str, ...]):
     """Whole-volume PSNR (model space, brain mask, clipped to [0, 1], data range 1): case ``i`` synthesizes
     its ``i``-th present contrast (cycling) from all its others, through :func:`predict_translator`."""
-    from MRSynthLib.translator_inference import predict_translator
+    from MRSynthLib.methods.translators.driver import predict_translator
 
     scores, preview = [], None
     for index, case in enumerate(cases):

@@ -91,7 +91,7 @@ def _validation_record(run: RunFolder, stage: str, best_step: int) -> dict:
 
 def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: bool = False) -> Path:
     """Write the kind's bundle (safetensors, ONNX graphs, card) from the run's best checkpoint."""
-    from MRSynthLib.bundle import ModelCard
+    from MRSynthLib.models.bundle import ModelCard
     from MRSynthLib.errors import MRSynthError
     from training.data import training_data_record
     from training.data_split import recorded_split

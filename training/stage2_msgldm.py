@@ -6,7 +6,7 @@ Each sample draws a case, a target among its contrasts and a random input dropou
 only the kept inputs are fused (MMSF, MSSE) into the structure representation that conditions the
 denoiser. Loss (weights in ``method.msgldm``)::
 
-    diffusion (velocity MSE, :mod:`MRSynthLib.samplers`)
+    diffusion (velocity MSE, :mod:`MRSynthLib.methods.translators.samplers`)
     + seg_weight       * segmentation CE of every present slot's scale-0 structure (cases with labels only)
     + style_weight     * style contrastive loss (style vectors of the present slots + the learned
                          per-modality prototypes the denoiser uses, labelled by modality)
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from MRSynthLib.networks.msgldm import MSGLDM
-from MRSynthLib.samplers import Schedule
+from MRSynthLib.methods.translators.samplers import Schedule
 from training.config import TrainConfig
 from training.stage2_ldm import latent_scale
 from training.msgldm_losses import label_fractions, segmentation_loss, structure_loss, style_contrastive_loss
@@ -157,7 +157,7 @@ class MSGLDMTrainer:
 
     def engine(self):
         """An inference engine over the networks in memory (the validation goes through the real driver)."""
-        from MRSynthLib.translator_engines import TorchGraphEngine
+        from MRSynthLib.methods.translators.engines import TorchGraphEngine
 
         networks = {"autoencoder": self.autoencoder.config.to_dict(), "msgldm": self.network_config.to_dict(),
                     "diffusion": dataclasses.replace(self.sampling, steps=self.settings.validation_steps,

@@ -1,7 +1,7 @@
 """ONNX graphs of the generative translator kinds (``<latent>-ldm``, ``-cyclegan``, ``-targetcode``).
 
-Every graph of :data:`MRSynthLib.translator_engines.KIND_GRAPHS` is traced from the same torch module
-the torch backend runs (:mod:`MRSynthLib.networks.graphs`), with dynamic batch and spatial axes, into
+Every graph of :data:`MRSynthLib.methods.translators.engines.KIND_GRAPHS` is traced from the same torch module
+the torch backend runs (:mod:`MRSynthLib.methods.translators.graphs`), with dynamic batch and spatial axes, into
 ``onnx/<graph>.onnx``. :func:`measure_parity` then runs a whole prediction (synthetic image,
 uncertainty, contributions) on both backends with the shared numpy driver.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from MRSynthLib.translator_engines import GRAPH_INPUTS, GRAPH_OUTPUTS, KIND_GRAPHS
+from MRSynthLib.methods.translators.engines import GRAPH_INPUTS, GRAPH_OUTPUTS, KIND_GRAPHS
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-3
@@ -137,8 +137,8 @@ def probe_task(card) -> tuple[list[str], str]:
 def measure_parity(bundle, shape: tuple[int, int, int] = (24, 32, 24), samples: int = 3) -> float:
     """Largest relative difference (max |a-b| / max |a|) between torch and onnxruntime over a full
     prediction (synthetic, uncertainty, every contribution map) of a random probe volume."""
-    from MRSynthLib.translator_engines import OnnxGraphEngine, TorchGraphEngine
-    from MRSynthLib.translator_inference import predict_translator
+    from MRSynthLib.methods.translators.engines import OnnxGraphEngine, TorchGraphEngine
+    from MRSynthLib.methods.translators.driver import predict_translator
 
     rng = np.random.default_rng(0)
     inputs, target = probe_task(bundle.card)

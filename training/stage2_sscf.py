@@ -17,7 +17,7 @@ others as inputs, at a random latent window. One step:
    into the FIFO bank, which is saved with the weights.
 
 Validation runs whole volumes through the inference driver and reports the PSNR in the brain and in the
-tumour (labels ``tumour_labels``, :func:`MRSynthLib.metrics.psnr`), and the Dice of the predicted mask
+tumour (labels ``tumour_labels``, :func:`MRSynthLib.quality.metrics.psnr`), and the Dice of the predicted mask
 on the fixed held-out batch.
 """
 
@@ -210,7 +210,7 @@ class SSCFTrainer:
         return {"val_loss": loss.item(), **{f"val_{k}": v for k, v in terms.items()}}
 
     def engine(self):
-        from MRSynthLib.translator_engines import TorchGraphEngine
+        from MRSynthLib.methods.translators.engines import TorchGraphEngine
 
         networks = {"autoencoder": self.autoencoder.config.to_dict(), "sscf": self.network_config.to_dict()}
         card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-sscf", networks=networks)
@@ -220,8 +220,8 @@ class SSCFTrainer:
     def validate(self, final: bool):
         """Whole volumes through the inference driver: case ``i`` synthesizes its ``i``-th present contrast
         (cycling) from all its others; PSNR (clipped to [0, 1], data range 1) in the brain and in the tumour."""
-        from MRSynthLib.metrics import psnr
-        from MRSynthLib.translator_inference import predict_translator
+        from MRSynthLib.quality.metrics import psnr
+        from MRSynthLib.methods.translators.driver import predict_translator
 
         engine = self.engine()
         brain, tumour, preview = [], [], None

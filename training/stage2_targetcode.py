@@ -90,7 +90,7 @@ class TargetCodeTrainer:
         return {"val_loss": loss.item(), **{f"val_{k}": v for k, v in terms.items()}}
 
     def engine(self):
-        from MRSynthLib.translator_engines import TorchGraphEngine
+        from MRSynthLib.methods.translators.engines import TorchGraphEngine
 
         networks = {"autoencoder": self.autoencoder.config.to_dict(), "targetcode": self.network_config.to_dict()}
         card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-targetcode", networks=networks)

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from MRSynthLib.metrics import psnr
+from MRSynthLib.quality.metrics import psnr
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from MRSynthLib.networks.latent_split import LatentSplit, LatentSplitConfig, modality_loss, structure_loss
 from MRSynthLib.networks.wldm import WLDMDenoiser
-from MRSynthLib.samplers import Schedule
+from MRSynthLib.methods.translators.samplers import Schedule
 from training.config import ConfigError, TrainConfig
 from training.stage2_ldm import latent_scale
 from training.stage2_latents import LatentCase, random_window
@@ -199,7 +199,7 @@ class WLDMTrainer:
 
     def engine(self):
         """An inference engine over the networks in memory (validation goes through the real driver)."""
-        from MRSynthLib.translator_engines import TorchGraphEngine
+        from MRSynthLib.methods.translators.engines import TorchGraphEngine
 
         networks = {"autoencoder": self.autoencoder.config.to_dict(), "wldm_split": self.split.config.to_dict(),
                     "wldm_denoiser": self.denoiser_config.to_dict(),
@@ -225,7 +225,7 @@ def validate_wldm(engine, cases: list[LatentCase], slots: tuple[str, ...], sourc
     ``mrsynth synthesize``, which bounds the attention memory): case ``i`` synthesizes
     its ``i``-th present target (cycling) from all its sources; a ``ct`` target also gives the brain MAE in
     HU (normalised error times the HU window's width, exact for the linear window)."""
-    from MRSynthLib.translator_inference import predict_translator
+    from MRSynthLib.methods.translators.driver import predict_translator
 
     scores, hu, preview = [], [], None
     for index, case in enumerate(cases):

@@ -1,5 +1,5 @@
 """The training side of every generative translator kind, in one table (the library's is
-:mod:`MRSynthLib.translators.registry`).
+:mod:`MRSynthLib.methods.translators.registry`).
 
 Per kind: its trainer (``"module:Class"``, imported when used), whether it builds on a fusion translator, the
 multiple its own network needs on top of the autoencoder's downsampling, how its bundle's parts are made from

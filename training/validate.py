@@ -2,7 +2,7 @@
 
 Each held-out case is generated at a spacing different from the model's (so resampling and the exact
 inverse are exercised), synthesized with :func:`MRSynthLib.synthesis.synthesize` exactly as a user
-would, and scored with :mod:`MRSynthLib.metrics` in the brain mask and in the tumour / lesion labels.
+would, and scored with :mod:`MRSynthLib.quality.metrics` in the brain mask and in the tumour / lesion labels.
 The table goes into the card (``validation.pipeline``) and, optionally, a Markdown file.
 """
 
@@ -32,9 +32,9 @@ CASE_SPACING = (1.5, 1.5, 1.5)
 
 def validate_bundle(bundle_path: Path, seeds=VALIDATION_SEEDS, tasks=TASKS, samples: int = 8) -> dict:
     """Run every task on every held-out case; returns a JSON-able summary (means over cases)."""
-    from MRSynthLib.bundle import load_bundle
-    from MRSynthLib.imageio import read_image
-    from MRSynthLib.metrics import EvaluationProtocol, evaluate_images
+    from MRSynthLib.models.bundle import load_bundle
+    from MRSynthLib.files.imageio import read_image
+    from MRSynthLib.quality.metrics import EvaluationProtocol, evaluate_images
     from MRSynthLib.phantom import PhantomConfig, generate_phantom, write_phantom_case
     from MRSynthLib.synthesis import synthesize
 
@@ -78,8 +78,8 @@ def validate_bundle(bundle_path: Path, seeds=VALIDATION_SEEDS, tasks=TASKS, samp
 
 def _spearman_error_vs_std(truth, result, mask) -> float:
     """Spearman correlation (brain voxels) between the uncertainty and the absolute error (protocol units)."""
-    from MRSynthLib.evaluation import absolute_error_image
-    from MRSynthLib.imageio import image_to_array
+    from MRSynthLib.quality.evaluation import absolute_error_image
+    from MRSynthLib.files.imageio import image_to_array
 
     brain = image_to_array(mask) > 0
     error = image_to_array(absolute_error_image(truth, result.synthetic, mask))[brain]
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = validate_bundle(args.bundle)
     print(json.dumps(summary, indent=2))
     if args.write_card:
-        from MRSynthLib.atomic import write_json
+        from MRSynthLib.files.atomic import write_json
 
         card_path = args.bundle / "bundle.json"
         card = json.loads(card_path.read_text())

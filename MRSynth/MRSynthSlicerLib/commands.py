@@ -1,4 +1,4 @@
-"""The command line of one child-process synthesis: ``<python> -m MRSynthLib.cli synthesize ... --progress jsonl``.
+"""The command line of one child-process synthesis: ``<python> -m MRSynthLib.commands.cli synthesize ... --progress jsonl``.
 
 Inside 3D Slicer ``<python>`` is ``PythonSlicer`` (Slicer's Python without the application); elsewhere
 (tests, plain Python) it is the running interpreter. The child finds ``MRSynthLib`` through ``PYTHONPATH``.
@@ -73,7 +73,7 @@ class OutputFiles:
         )
 
     def contribution(self, contrast: str) -> Path:
-        """The contribution map of one input (the naming of ``MRSynthLib.outputs.plan_outputs``)."""
+        """The contribution map of one input (the naming of ``MRSynthLib.commands.outputs.plan_outputs``)."""
         if self.contributions_dir is None:
             raise ValueError("these outputs include no contribution maps")
         return self.contributions_dir / f"contribution_{contrast}{EXCHANGE_SUFFIX}"
@@ -128,10 +128,10 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def synthesize_argv(python: str, inputs: dict[str, Path], outputs: OutputFiles, options: SynthesisOptions) -> list[str]:
-    """Argument list of ``MRSynthLib.cli synthesize``; the first input is the reference grid."""
+    """Argument list of ``MRSynthLib.commands.cli synthesize``; the first input is the reference grid."""
     if not inputs:
         raise ValueError("inputs must name at least one contrast file, not be empty")
-    argv = [python, "-m", "MRSynthLib.cli", "synthesize"]
+    argv = [python, "-m", "MRSynthLib.commands.cli", "synthesize"]
     for contrast, path in inputs.items():
         argv += ["--input", f"{canonical_contrast(contrast)}={path}"]
     argv += ["--target", options.target, "--output", str(outputs.synthetic)]

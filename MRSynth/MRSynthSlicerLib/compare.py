@@ -2,9 +2,9 @@
 
 :class:`CompareRun` runs one child-process synthesis per model, one after the other.
 :func:`build_comparison` then makes, on the synthetic volumes' grid: one absolute-error map per model
-(the evaluation protocol's normalisation, ``MRSynthLib.evaluation.absolute_error_image``), a metrics
+(the evaluation protocol's normalisation, ``MRSynthLib.quality.evaluation.absolute_error_image``), a metrics
 table (PSNR / SSIM / MAE in the brain and inside a chosen segmentation or label map, from
-``MRSynthLib.metrics.evaluate_images``), one bar chart per metric, and the linked side-by-side layout.
+``MRSynthLib.quality.metrics.evaluate_images``), one bar chart per metric, and the linked side-by-side layout.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Comparison:
 
 
 def _on_grid(image, grid_image, interpolator: str):
-    from MRSynthLib.registration import resample_onto, same_grid
+    from MRSynthLib.preprocessing.registration import resample_onto, same_grid
 
     return image if same_grid(image, grid_image) else resample_onto(image, grid_image, None, interpolator)
 
@@ -91,7 +91,7 @@ def score_model(model: str, version: str, reference_image, synthetic_image, regi
     """PSNR / SSIM / MAE of one synthetic image against the reference (same grid) in the brain and the region."""
     import SimpleITK as sitk
 
-    from MRSynthLib.metrics import evaluate_images
+    from MRSynthLib.quality.metrics import evaluate_images
 
     report = evaluate_images(reference_image, sitk.Cast(synthetic_image, sitk.sitkFloat32),
                              label_map=region_image if region_labels else None,
@@ -111,7 +111,7 @@ def build_comparison(scene, reference, synthetic: dict[str, object], region_node
     """
     import SimpleITK as sitk
 
-    from MRSynthLib.evaluation import absolute_error_image
+    from MRSynthLib.quality.evaluation import absolute_error_image
 
     if not synthetic:
         raise ValueError("synthetic must hold at least one model's volume, not be empty")

@@ -132,7 +132,7 @@ def plan_dependencies(device: str = "auto", backend: str = "auto", model_has_onn
                       gpu_available: Callable[[], bool] = cuda_available) -> DependencyPlan:
     """The packages a run with ``device`` (auto/cpu/cuda) and ``backend`` (auto/onnx/torch) still needs.
 
-    Mirrors the library's backend choice (``MRSynthLib.backends.choose_backend``): numpy for a regression bundle
+    Mirrors the library's backend choice (``MRSynthLib.runtime.backends.choose_backend``): numpy for a regression bundle
     (``model_method``); torch for device ``cuda``, or ``auto`` when torch is installed and sees a GPU; else ONNX on
     the CPU when the bundle has ONNX graphs, else torch. Only the chosen backend's packages are planned: an ONNX run
     on the CPU asks for onnxruntime alone, even where torch is installed.

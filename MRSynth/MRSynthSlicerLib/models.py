@@ -35,7 +35,7 @@ class ModelInfo:
 
 def _has_onnx_graphs(bundle) -> bool:
     try:
-        from MRSynthLib.onnx_backend import has_onnx_parts
+        from MRSynthLib.runtime.onnx_backend import has_onnx_parts
     except ImportError:  # a library without the ONNX backend
         return False
     return bool(has_onnx_parts(bundle))
@@ -43,7 +43,7 @@ def _has_onnx_graphs(bundle) -> bool:
 
 def model_info(path: str | os.PathLike, name: str | None = None, source: str = "path", default: bool = False) -> ModelInfo:
     """Read one bundle folder's card."""
-    from MRSynthLib.bundle import load_bundle
+    from MRSynthLib.models.bundle import load_bundle
     from MRSynthLib.errors import MRSynthError
 
     path = Path(path)
@@ -57,8 +57,8 @@ def model_info(path: str | os.PathLike, name: str | None = None, source: str = "
 
 
 def installed_models() -> list[ModelInfo]:
-    """Built-in and user bundles (``MRSynthLib.registry``), the default first."""
-    from MRSynthLib.registry import default_model_name, list_models
+    """Built-in and user bundles (``MRSynthLib.models.registry``), the default first."""
+    from MRSynthLib.models.registry import default_model_name, list_models
 
     infos = [model_info(entry.path, entry.name, entry.source, entry.name == default_model_name()) for entry in list_models()]
     return sorted(infos, key=lambda info: (not info.default, info.name))

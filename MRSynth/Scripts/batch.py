@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     _library_on_path()
-    from MRSynthLib.cli import main as cli_main
+    from MRSynthLib.commands.cli import main as cli_main
 
     try:
         return cli_main(["batch", *argv])

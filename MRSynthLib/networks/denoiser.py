@@ -9,9 +9,9 @@ graph (so training, torch inference and the ONNX graph share one implementation)
 - the fusion translator's prediction of the target latent (``L`` channels; structure guidance), if
   ``guidance`` is on.
 
-It predicts the velocity ``v`` of :mod:`MRSynthLib.samplers` (v-prediction for the ``cosine`` schedule,
+It predicts the velocity ``v`` of :mod:`MRSynthLib.methods.translators.samplers` (v-prediction for the ``cosine`` schedule,
 ``eps - x0`` for ``linear``); time ``t`` in ``[0, 1]`` enters the UNet's sinusoidal embedding as
-``1000 t``. Everything is scaled by ``latent_scale`` (:class:`MRSynthLib.samplers.SamplingConfig`)
+``1000 t``. Everything is scaled by ``latent_scale`` (:class:`MRSynthLib.methods.translators.samplers.SamplingConfig`)
 outside this module.
 """
 

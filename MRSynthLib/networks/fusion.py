@@ -119,7 +119,7 @@ class FusionTranslator(nn.Module):
             slot_codes: ``(K, M)`` one-hot slot identity of each;
             target_onehot: ``(B, M)`` one-hot target contrast;
             mask: ``(B, K)`` 1.0 where that slot is available in that batch element, or ``(B, K, *s)``
-                per voxel (availability times the input screening's keep mask, :mod:`MRSynthLib.screening`).
+                per voxel (availability times the input screening's keep mask, :mod:`MRSynthLib.preprocessing.screening`).
         Returns:
             hidden ``(B, H, *s)`` and weights ``(B, K, *s)`` summing to 1 over available slots.
         """

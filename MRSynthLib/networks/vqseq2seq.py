@@ -1,6 +1,6 @@
 """VQ-Seq2Seq translator in latent space: sequence → vector-quantised common latent → any target sequence.
 
-Three parts, one graph each (:mod:`MRSynthLib.networks.graphs`):
+Three parts, one graph each (:mod:`MRSynthLib.methods.translators.graphs`):
 
 - ``encode_common(latents)``: a stage-1 latent of *one* sequence → its common latent ``q`` (nearest entries
   of an EMA codebook, :class:`~MRSynthLib.networks.vq.VectorQuantizer`) and the log-variance of a

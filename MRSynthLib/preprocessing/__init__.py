@@ -1,0 +1,1 @@
+"""Model space and back: reorientation, registration, resampling, normalisation, bias correction, input screening."""
