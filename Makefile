@@ -26,8 +26,8 @@ test: $(STAMP)
 # and validate it through the inference pipeline (card + docs/model-validation.md).
 train-phantom: $(STAMP)
 	$(VENV)/bin/mrsynth-train all --config phantom-demo --run-dir runs/phantom-demo --output Resources/Models/mrsynth-phantom-fsq --overwrite
-	$(PY) -m training.onnx_export Resources/Models/mrsynth-phantom-fsq
-	$(PY) -m training.validate Resources/Models/mrsynth-phantom-fsq --write-card --markdown docs/model-validation.md
+	$(PY) -m training.bundles.onnx_export Resources/Models/mrsynth-phantom-fsq
+	$(PY) -m training.bundles.validate Resources/Models/mrsynth-phantom-fsq --write-card --markdown docs/model-validation.md
 
 # Rebuild the default model mrsynth-regression (needs ../shared/data; ~25 min on 2 CPU cores, docs/MODEL_CARD.md):
 # train on every co-registered real case + phantoms into Resources/Models, then the leave-one-case-out evaluation on
@@ -46,12 +46,12 @@ train-default: $(STAMP)
 HELDOUT := brats-gli-00001,ms-ljubljana-p26,isbi2015-ms-test02
 train-latent: $(STAMP)
 	$(VENV)/bin/mrsynth-train stage1 --config real-stage1 --run-dir runs/real-stage1 $(if $(wildcard runs/real-stage1/stage1/last.json),--resume,)
-	$(PY) -m training.stage1_eval --config real-stage1 --run-dir runs/real-stage1 --bf16 --json docs/measurements/stage1-real-heldout.json
+	$(PY) -m training.autoencoder.stage1_eval --config real-stage1 --run-dir runs/real-stage1 --bf16 --json docs/measurements/stage1-real-heldout.json
 	rm -rf runs/mrsynth-default
-	$(PY) -m training.seed_stage1 --from-run runs/real-stage1 --config mrsynth-default --run-dir runs/mrsynth-default
+	$(PY) -m training.autoencoder.seed_stage1 --from-run runs/real-stage1 --config mrsynth-default --run-dir runs/mrsynth-default
 	$(VENV)/bin/mrsynth-train stage2 --config mrsynth-default --run-dir runs/mrsynth-default
 	$(VENV)/bin/mrsynth-train export --config mrsynth-default --run-dir runs/mrsynth-default --output runs/mrsynth-default/bundle --overwrite
-	$(PY) -m training.onnx_export runs/mrsynth-default/bundle
+	$(PY) -m training.bundles.onnx_export runs/mrsynth-default/bundle
 	$(PY) -m benchmarks.real_eval --models regression --only $(HELDOUT) --work-dir runs/real-eval-regression --output runs/real-eval-regression/report.md
 	$(PY) -m benchmarks.real_eval --models runs/mrsynth-default/bundle --only $(HELDOUT) --work-dir runs/real-eval-default --output runs/real-eval-default/report.md
 	$(PY) -m benchmarks.merge_eval runs/real-eval-regression/results.json runs/real-eval-default/results.json --only $(HELDOUT) --output docs/MODEL_CARD_EVAL_HELDOUT.md --json docs/measurements/real-eval-heldout.json

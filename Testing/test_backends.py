@@ -24,7 +24,7 @@ from MRSynthLib.synthesis import synthesize
 from MRSynthLib.runtime.torch_backend import TorchEngine
 from Testing.conftest import blob_array, make_image
 from Testing.test_bundle import random_bundle
-from training.onnx_export import add_onnx_parts
+from training.bundles.onnx_export import add_onnx_parts
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from MRSynthLib.errors import BundleError, MRSynthError
 from MRSynthLib.runtime.onnx_backend import OnnxEngine
 from MRSynthLib.runtime.torch_backend import TorchEngine
 from Testing.test_bundle import random_bundle
-from training.onnx_export import add_onnx_parts
+from training.bundles.onnx_export import add_onnx_parts
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from conftest import REPO
-from training.acceleration import autocast, bf16_enabled, checkpoint_blocks, enable_gradient_checkpointing
+from training.runtime.acceleration import autocast, bf16_enabled, checkpoint_blocks, enable_gradient_checkpointing
 from training.config import load_config
-from training.distributed import (DistContext, broadcast_object, gather_objects, init_distributed, mean_across_ranks,
+from training.runtime.distributed import (DistContext, broadcast_object, gather_objects, init_distributed, mean_across_ranks,
                                   run_everywhere, run_on_main, state_sha256, wrap_model)
-from training.runs import RunFolder
+from training.runtime.runs import RunFolder
 
 
 @pytest.fixture
@@ -59,8 +59,8 @@ def test_two_process_torchrun_trains_identical_replicas(tmp_path):
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path, monkeypatch, one_thread):
     import dataclasses
 
-    import training.stage1 as stage1
-    from training.data import load_volumes
+    import training.autoencoder.stage1 as stage1
+    from training.inputs.data import load_volumes
 
     config = load_config("phantom-tiny")
     config = dataclasses.replace(config, stage1=dataclasses.replace(config.stage1, steps=4, log_every=1, checkpoint_every=2))

@@ -18,8 +18,8 @@ import yaml
 from conftest import REPO
 
 from training.config import load_config
-from training.distributed import elastic_restart_count
-from training.runs import RunFolder
+from training.runtime.distributed import elastic_restart_count
+from training.runtime.runs import RunFolder
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

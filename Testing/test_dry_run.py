@@ -1,12 +1,12 @@
 """Every BraTS GPU config builds its networks at full width and runs one step of every stage on the CPU, at a
-reduced size, through ``mrsynth-train all`` (``training.dry_run``, issue 17)."""
+reduced size, through ``mrsynth-train all`` (``training.experiments.dry_run``, issue 17)."""
 
 from __future__ import annotations
 
 import pytest
 
 from training.config import CONFIG_DIR, load_config
-from training.dry_run import dry_run, reduced_config
+from training.experiments.dry_run import dry_run, reduced_config
 
 BRATS_CONFIGS = sorted(path.stem for path in CONFIG_DIR.glob("*brats*.yaml") if path.stem != "brats-smoke")
 SLOWEST = {"wldm-brats"}  # 64-voxel network grid: ~150 s on 2 cores (docs/measurements/dry-run-brats.json); run by hand

@@ -68,27 +68,42 @@ LAYERS = (
 )
 """MRSynthLib's packages from the bottom up (docs/ARCHITECTURE.md): a module imports only from lower layers."""
 
+TRAINING_LAYERS = (
+    ("loss_config", "regression_config", "vqseq2seq_config"),
+    ("stage2_config",),
+    ("config",),
+    ("runtime",),
+    ("inputs",),
+    ("autoencoder", "regression"),
+    ("translators",),
+    ("bundles",),
+    ("cli",),
+    ("experiments",),
+)
+"""training's packages and top-level modules from the bottom up (docs/ARCHITECTURE.md)."""
 
-def _unit(module: str) -> str | None:
+
+def _unit(module: str, package: str) -> str | None:
     parts = module.split(".")
-    if parts[0] != "MRSynthLib" or len(parts) == 1:
+    if parts[0] != package or len(parts) == 1:
         return None
-    if parts[1] == "methods" and len(parts) > 2 and parts[2] == "translators":
+    if package == "MRSynthLib" and parts[1] == "methods" and len(parts) > 2 and parts[2] == "translators":
         return "methods.translators"
     return parts[1]
 
 
-def test_mrsynthlib_packages_import_only_from_lower_layers():
+def _upward_imports(package: str, layers: tuple) -> list[str]:
+    """Every import in ``package`` that goes to the same or a higher layer of ``layers`` (other packages ignored)."""
     import ast
 
-    rank = {unit: level for level, units in enumerate(LAYERS) for unit in units}
+    rank = {unit: level for level, units in enumerate(layers) for unit in units}
     upward = []
-    for path in sorted((REPO / "MRSynthLib").rglob("*.py")):
+    for path in sorted((REPO / package).rglob("*.py")):
         module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-        source = _unit(module)
-        if source is None:  # MRSynthLib/__init__.py (the version only)
+        source = _unit(module, package)
+        if source is None:  # the package's own __init__
             continue
-        assert source in rank, f"{module}: its package {source!r} has no layer in LAYERS; add it"
+        assert source in rank, f"{module}: {source!r} has no layer; add it to the layers of {package}"
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
@@ -97,15 +112,26 @@ def test_mrsynthlib_packages_import_only_from_lower_layers():
             else:
                 continue
             for name in names:
-                target = _unit(name)
+                target = _unit(name, package)
                 if target is not None and target != source and rank[target] >= rank[source]:
                     upward.append(f"{module} imports {name}")
-    assert upward == []
+    return upward
+
+
+def _listing(package: str) -> set[str]:
+    return {path.stem for path in (REPO / package).iterdir()
+            if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()}
+
+
+def test_mrsynthlib_packages_import_only_from_lower_layers():
+    assert _upward_imports("MRSynthLib", LAYERS) == []
+
+
+def test_training_packages_import_only_from_lower_layers():
+    assert _upward_imports("training", TRAINING_LAYERS) == []
 
 
 def test_the_folder_listing_is_the_layer_picture():
-    """Every MRSynthLib package folder and top-level module has its place in LAYERS (nothing left flat)."""
-    placed = {unit.split(".")[0] for units in LAYERS for unit in units}
-    present = {path.stem for path in (REPO / "MRSynthLib").iterdir()
-               if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()}
-    assert present == placed
+    """Every package folder and top-level module has its place in the layers (nothing left flat without one)."""
+    assert _listing("MRSynthLib") == {unit.split(".")[0] for units in LAYERS for unit in units}
+    assert _listing("training") == {unit for units in TRAINING_LAYERS for unit in units}

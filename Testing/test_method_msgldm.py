@@ -17,7 +17,7 @@ from MRSynthLib.networks.hfib import HighFrequencyInjection
 from MRSynthLib.networks.msgldm import MSGLDM, MSGLDMConfig
 from MRSynthLib.networks.msgldm_encoders import StructureEncoder
 from MRSynthLib.networks.msgldm_fusion import GatedScaleFusion, ScaleCrossAttention, neighbourhoods
-from training.msgldm_losses import (
+from training.translators.msgldm_losses import (
     amplitude_spectrum,
     dct,
     dct_matrix,
@@ -26,7 +26,7 @@ from training.msgldm_losses import (
     structure_loss,
     style_contrastive_loss,
 )
-from training.stage2_msgldm import drop_inputs
+from training.translators.stage2_msgldm import drop_inputs
 
 TINY = MSGLDMConfig(channels=(4, 8), style_dim=4, style_width=4, attention_width=4, attention_heads=2,
                     denoiser_channels=(4, 8), norm_num_groups=4, num_head_channels=4)
@@ -143,7 +143,7 @@ def test_input_dropout_keeps_one_to_all_other_inputs_and_never_the_target():
 
 
 def _fake_cases(labels: bool) -> list:
-    from training.stage2_latents import LatentCase
+    from training.translators.stage2_latents import LatentCase
 
     rng = np.random.default_rng(0)
     shape = (16, 16, 16)
@@ -157,7 +157,7 @@ def _fake_cases(labels: bool) -> list:
 def test_segmentation_loss_is_on_with_labels_and_off_without(labels):
     from MRSynthLib.networks.autoencoder import LatentAutoencoder
     from training.config import load_config
-    from training.stage2_msgldm import MSGLDMTrainer
+    from training.translators.stage2_msgldm import MSGLDMTrainer
 
     torch.manual_seed(0)
     config = load_config("msgldm-phantom-tiny")

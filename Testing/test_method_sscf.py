@@ -16,7 +16,7 @@ from MRSynthLib.networks.sscf import SSCFConfig, SSCFTranslator
 from MRSynthLib.networks.sscf_adain import adain, region_adain, region_moments, weighted_moments
 from MRSynthLib.networks.sscf_memory import INVALID, MemoryBank, top_selection
 from MRSynthLib.methods.translators.sscf import ranked_selection
-from training.stage2_sscf import segmentation_loss, tumour_fraction
+from training.translators.stage2_sscf import segmentation_loss, tumour_fraction
 
 
 def test_adain_transfers_channel_statistics():
@@ -99,7 +99,7 @@ def test_affinity_retrieves_the_most_similar_valid_entry():
 
 
 def test_lsgan_losses_are_zero_at_the_optimum():
-    from training.adversarial import PatchAdversary
+    from training.autoencoder.adversarial import PatchAdversary
     from training.loss_config import GANConfig
 
     class Identity(torch.nn.Module):  # scores = input: an optimal critic for real = 1, fake = 0
@@ -157,8 +157,8 @@ def test_trainer_without_labels_trains_without_the_segmentation_term():
 
     from MRSynthLib.networks.autoencoder import AutoencoderConfig, LatentAutoencoder
     from training.config import load_config
-    from training.stage2_latents import LatentCase
-    from training.stage2_sscf import SSCFTrainer
+    from training.translators.stage2_latents import LatentCase
+    from training.translators.stage2_sscf import SSCFTrainer
 
     torch.manual_seed(4)
     config = load_config("sscf-phantom-tiny")

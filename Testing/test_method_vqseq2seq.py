@@ -15,10 +15,10 @@ import yaml
 
 from MRSynthLib.networks.vqseq2seq import VQSeq2SeqConfig, VQSeq2SeqTranslator, common_gaussian, reparameterise
 from training.config import ConfigError, SourceConfig, load_config
-from training.stage2_vqseq2seq import random_pair
-from training.vqseq2seq_augment import DomainAugmenter
+from training.translators.stage2_vqseq2seq import random_pair
+from training.translators.vqseq2seq_augment import DomainAugmenter
 from training.vqseq2seq_config import DomainAugmentConfig
-from training.vqseq2seq_losses import SlicePerceptualLoss, masked_consistency_mse, patch_contrastive
+from training.translators.vqseq2seq_losses import SlicePerceptualLoss, masked_consistency_mse, patch_contrastive
 
 
 # ---------------------------------------------------------------- component math
@@ -153,8 +153,8 @@ def test_perceptual_loss_uses_a_local_torchscript_network(tmp_path):
 # ---------------------------------------------------------------- partially paired data
 
 def test_phantom_source_keeps_some_contrasts_per_case_and_pairs_come_only_from_them():
-    from training.data_cache import preprocess_case
-    from training.data_sources import list_source_cases
+    from training.inputs.data_cache import preprocess_case
+    from training.inputs.data_sources import list_source_cases
     from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 
     source = SourceConfig(kind="phantom", train_cases=6, val_cases=1, size=(24, 28, 24), contrasts_per_case=2)

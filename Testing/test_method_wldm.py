@@ -117,8 +117,8 @@ def test_denoiser_uses_the_available_slots_structure_and_modality_only():
 
 def test_trainer_pairs_flag_same_case_window_and_contrast():
     from MRSynthLib.networks.autoencoder import AutoencoderConfig, LatentAutoencoder
-    from training.stage2_latents import LatentCase
-    from training.stage2_wldm import WLDMTrainer
+    from training.translators.stage2_latents import LatentCase
+    from training.translators.stage2_wldm import WLDMTrainer
 
     data = load_config("wldm-phantom-ct-tiny").to_dict()
     data["stage2"]["batch_size"] = 8

@@ -16,8 +16,8 @@ from MRSynthLib.runtime.onnx_backend import OnnxEngine
 from MRSynthLib.runtime.torch_backend import TorchEngine
 from Testing.test_bundle import random_bundle
 from training.config import ConfigError, load_config
-from training.onnx_export import add_onnx_parts
-from training.stage2 import decode_window
+from training.bundles.onnx_export import add_onnx_parts
+from training.translators.stage2 import decode_window
 
 UNET = FusionConfig(hidden=8, num_blocks=1, body_levels=2)
 

@@ -48,7 +48,7 @@ def test_every_named_mrsynth_subcommand_exists():
 
 def test_every_named_python_module_exists():
     named = _named(MODULE_COMMAND)
-    assert "training.onnx_export" in named
+    assert "training.bundles.onnx_export" in named
     missing = {name: files for name, files in named.items()
                if name.split(".")[0] in {"MRSynthLib", "training", "benchmarks"} and importlib.util.find_spec(name) is None}
     assert not missing, f"messages name modules that do not exist: {missing}"

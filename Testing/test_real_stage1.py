@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import blob_array, make_image
-from training.checkpoint_io import CheckpointError, load_state, save_state
+from training.runtime.checkpoint_io import CheckpointError, load_state, save_state
 
 
 def _trained_state():
@@ -63,8 +63,8 @@ def test_per_contrast_source_makes_single_contrast_cases_split_by_patient(tmp_pa
     import SimpleITK as sitk
 
     from training.config import SourceConfig, SplitConfig
-    from training.data_sources import list_source_cases
-    from training.data_split import split_cases
+    from training.inputs.data_sources import list_source_cases
+    from training.inputs.data_split import split_cases
 
     for case in ("a", "b"):
         for contrast in ("t1", "flair"):
@@ -81,8 +81,8 @@ def test_per_contrast_source_makes_single_contrast_cases_split_by_patient(tmp_pa
 
 
 def test_cpu_bf16_is_opt_in_and_losses_stay_float32_inside_autocast():
-    from training.acceleration import autocast, bf16_enabled
-    from training.losses import ImageLoss
+    from training.runtime.acceleration import autocast, bf16_enabled
+    from training.autoencoder.losses import ImageLoss
 
     cpu = torch.device("cpu")
     assert not bf16_enabled(True, cpu) and bf16_enabled(True, cpu, cpu=True) and not bf16_enabled(False, cpu, cpu=True)
@@ -133,7 +133,7 @@ def test_stage1_eval_scores_the_held_out_volumes_of_a_run(tmp_path):
 
     from training.cli import main as train_main
     from training.config import config_from_dict, load_config
-    from training.stage1_eval import main as eval_main
+    from training.autoencoder.stage1_eval import main as eval_main
     import yaml
 
     base = load_config("phantom-tiny").to_dict()

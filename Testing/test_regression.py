@@ -216,7 +216,7 @@ def test_trained_bundle_predicts_like_sklearn_and_records_its_card(tiny_bundle):
 def test_training_pipeline_trees_equal_sklearn_on_real_features(tmp_path):
     """The exported trees of a regressor fitted by the training code predict what scikit-learn predicts."""
     from training.config import load_config
-    from training.data import prepare_data
+    from training.inputs.data import prepare_data
     from training.regression import collect_samples, ensemble_from_sklearn, fit_task, task_matrix
     from training.regression_config import RegressionTask
 

@@ -11,7 +11,7 @@ import yaml
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
 from Testing.test_bundle import random_bundle
 from training.config import ConfigError
-from training.seed_stage1 import main, seed_stage1
+from training.autoencoder.seed_stage1 import main, seed_stage1
 
 
 def _config(tmp_path, channels):
@@ -26,7 +26,7 @@ def test_seeded_checkpoint_holds_the_bundle_autoencoder_and_its_origin(tmp_path)
 
     bundle = random_bundle(tmp_path / "bundle")  # channels (4, 4, 4), FSQ (5, 5, 5, 5)
     checkpoint = seed_stage1(bundle, str(_config(tmp_path, (4, 4, 4))), tmp_path / "run")
-    from training.checkpoint_io import load_state
+    from training.runtime.checkpoint_io import load_state
 
     state = load_state(checkpoint.parent, "best")["model"]
     expected = load_file(str(bundle / "autoencoder.safetensors"))
@@ -46,10 +46,10 @@ def test_architecture_mismatch_is_one_clear_error(tmp_path, capsys):
 
 def test_seed_from_another_run_copies_its_best_stage1_and_names_it(tmp_path, capsys):
     from MRSynthLib.networks.autoencoder import LatentAutoencoder
-    from training.checkpoint_io import load_state
+    from training.runtime.checkpoint_io import load_state
     from training.config import load_config
-    from training.runs import RunFolder
-    from training.seed_stage1 import seed_stage1_from_run
+    from training.runtime.runs import RunFolder
+    from training.autoencoder.seed_stage1 import seed_stage1_from_run
 
     config_path = _config(tmp_path, (4, 4, 4))
     config = load_config(str(config_path))

@@ -42,7 +42,7 @@ def _phantom():
 @pytest.fixture(scope="module")
 def onnx_bundle(tmp_path_factory):
     """A random-weight bundle with ONNX graphs (exported and parity-checked by the training package)."""
-    from training.onnx_export import add_onnx_parts
+    from training.bundles.onnx_export import add_onnx_parts
 
     return add_onnx_parts(random_bundle(tmp_path_factory.mktemp("onnx") / "bundle", name="random-onnx"))
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.ablation import END, START, VARIANTS, markdown, run_ablation, variant_config, write_between_markers
+from training.experiments.ablation import END, START, VARIANTS, markdown, run_ablation, variant_config, write_between_markers
 from training.config import load_config
 
 

@@ -12,10 +12,10 @@ from MRSynthLib.networks.autoencoder import AutoencoderConfig, LatentAutoencoder
 from MRSynthLib.networks.lhe import LHEConfig
 from training.config import ConfigError, load_config
 from training.loss_config import GANConfig, SRBConfig, Stage1LossConfig, TeacherConfig
-from training.losses import AdaptiveFrequencyLoss, gradient_attention, high_frequency
-from training.objective import Stage1Objective, central_crop, measure_latent_scale
-from training.srb import SemanticAlignment
-from training.teachers import load_teacher
+from training.autoencoder.losses import AdaptiveFrequencyLoss, gradient_attention, high_frequency
+from training.autoencoder.objective import Stage1Objective, central_crop, measure_latent_scale
+from training.autoencoder.srb import SemanticAlignment
+from training.autoencoder.teachers import load_teacher
 
 
 class TinyTeacher(nn.Module):

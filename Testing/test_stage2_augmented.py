@@ -10,8 +10,8 @@ import torch
 from MRSynthLib.networks.autoencoder import FSQAutoencoder
 from Testing.conftest import blob_array
 from training.config import load_config
-from training.data import Volume
-from training.stage2 import encode_augmented, encode_volumes, sample_batch
+from training.inputs.data import Volume
+from training.translators.stage2 import encode_augmented, encode_volumes, sample_batch
 
 
 def _setup():

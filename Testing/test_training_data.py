@@ -15,14 +15,14 @@ import torch
 from conftest import SHARED_DATA, blob_array, requires_shared_data
 from MRSynthLib.errors import ContrastError, InputImageError
 from MRSynthLib.preprocessing.preprocess import PreprocessSpec
-from training.augment import PatchAugmenter
+from training.inputs.augment import PatchAugmenter
 from training.config import (AugmentationConfig, ConfigError, DataConfig, SourceConfig, SplitConfig, config_from_dict,
                              load_config)
-from training.data import Volume, prepare_data, source_weights
-from training.data_cache import PreprocessCache
-from training.data_patches import PatchSampler, batch_stream
-from training.data_sources import SourceCase, list_source_cases
-from training.data_split import load_or_create_split, split_cases, write_split
+from training.inputs.data import Volume, prepare_data, source_weights
+from training.inputs.data_cache import PreprocessCache
+from training.inputs.data_patches import PatchSampler, batch_stream
+from training.inputs.data_sources import SourceCase, list_source_cases
+from training.inputs.data_split import load_or_create_split, split_cases, write_split
 
 SPEC = PreprocessSpec(spacing=(2.0, 2.0, 2.0), size_multiple=4, margin_mm=2.0)
 CONTRAST_SCALE = {"t1": 1.0, "t1ce": 1.3, "t2": 0.7, "flair": 0.9, "pd": 1.1}

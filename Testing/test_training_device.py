@@ -19,12 +19,12 @@ from conftest import REPO, blob_array, make_image
 from MRSynthLib.networks.autoencoder import FSQAutoencoder
 from MRSynthLib.networks.kl import kl_divergence
 from MRSynthLib.networks.vq import VectorQuantizer, VQConfig
-from training.acceleration import autocast
+from training.runtime.acceleration import autocast
 from training.config import load_config
-from training.data import Volume
-from training.distributed import DistContext
-from training.placement import misplaced, to_device
-from training.stage2 import FusionTrainer, encode_fusion_codes
+from training.inputs.data import Volume
+from training.runtime.distributed import DistContext
+from training.runtime.placement import misplaced, to_device
+from training.translators.stage2 import FusionTrainer, encode_fusion_codes
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from MRSynthLib.methods.translators.engines import KIND_GRAPHS, OnnxGraphEngine,
 from MRSynthLib.methods.translators.driver import predict_translator
 from Testing.conftest import blob_array, make_image
 from Testing.test_translators_networks import randomize_zero_parameters
-from training.stage2_bundle import write_translator_bundle
+from training.bundles.stage2_bundle import write_translator_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 SLOTS = ("t1", "t1ce", "t2", "flair", "pd")

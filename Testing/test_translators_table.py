@@ -1,12 +1,12 @@
-"""The methods table's statistics and Markdown (training/methods_table.py); the table itself is produced by
-``python -m training.methods_table --train`` (minutes of CPU, not a unit test)."""
+"""The methods table's statistics and Markdown (training/experiments/methods_table.py); the table itself is produced by
+``python -m training.experiments.methods_table --train`` (minutes of CPU, not a unit test)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from MRSynthLib.quality.metrics import rank_correlation as spearman
-from training.methods_table import END, START, error_by_uncertainty, markdown, replace_between_markers
+from training.experiments.methods_table import END, START, error_by_uncertainty, markdown, replace_between_markers
 
 
 def test_spearman_is_the_rank_correlation_with_average_ties():
@@ -49,7 +49,7 @@ def test_markdown_and_markers():
 
 
 def test_seed_set_names_configs_and_writes_its_own_block():
-    from training.methods_table import MODEL_SETS
+    from training.experiments.methods_table import MODEL_SETS
 
     seed = MODEL_SETS["seed"]
     assert seed.config("msgldm") == "msgldm-phantom-methods" and MODEL_SETS["kinds"].config("ldm") == "phantom-methods-ldm"

@@ -116,7 +116,7 @@ class LeaveOneOutRegression:
 
     def _training_volumes(self):
         if self._volumes is None:
-            from training.data import prepare_data
+            from training.inputs.data import prepare_data
 
             data = prepare_data(self.config.data, self.config.preprocessing, self.config.seed,
                                 cache_dir=self.work_dir / "cache")
@@ -126,7 +126,7 @@ class LeaveOneOutRegression:
     def bundle_for(self, case: str, tasks: list[Task]) -> Path | None:
         """Train the tasks without ``case`` and export them; returns the bundle folder, or None when the other
         cases support none of the tasks (too few cases have the target: ``regression.min_cases``)."""
-        from training.data import training_data_record
+        from training.inputs.data import training_data_record
         from training.regression import collect_samples, export_regression_bundle, fit_regressors
         from training.regression_config import RegressionTask
 
@@ -161,7 +161,7 @@ def load_regression_config(config_name: str, min_cases: int | None = None):
 
 def describe_regression(config_name: str, min_cases: int | None = None) -> dict:
     """What the leave-one-case-out folds of ``config_name`` are trained on and how (for the report)."""
-    from training.data import describe_source
+    from training.inputs.data import describe_source
 
     config = load_regression_config(config_name, min_cases)
     settings = dataclasses.asdict(config.regression)

@@ -83,7 +83,7 @@ def ensure_onnx_bundle(model: str, cache: Path) -> tuple[str, str]:
     """The bundle to benchmark (with ONNX graphs) and a note on where it came from.
 
     When the installed bundle has no ONNX graphs yet, a copy in the cache gets them
-    (``python -m training.onnx_export``, needs torch)."""
+    (``python -m training.bundles.onnx_export``, needs torch)."""
     from MRSynthLib.runtime.onnx_backend import has_onnx_parts
     from MRSynthLib.models.registry import resolve_model
 
@@ -95,7 +95,7 @@ def ensure_onnx_bundle(model: str, cache: Path) -> tuple[str, str]:
         partial = cache / f".{copy.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(bundle.path, partial)
-        subprocess.run([sys.executable, "-m", "training.onnx_export", str(partial)], cwd=REPO, check=True,
+        subprocess.run([sys.executable, "-m", "training.bundles.onnx_export", str(partial)], cwd=REPO, check=True,
                        env=_env(2))
         partial.rename(copy)
     return str(copy), f"{bundle.card.name} {bundle.card.version} ({bundle.path}; ONNX graphs exported into a copy)"

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
-from training.acceleration import autocast
+from training.runtime.acceleration import autocast
 from training.config import load_config
-from training.objective import Stage1Objective
+from training.autoencoder.objective import Stage1Objective
 
 
 def time_steps(config_name: str, bf16: bool, channels_last: bool, steps: int, warmup: int) -> dict:

@@ -40,8 +40,8 @@ def measure_step(config, size: int, batch: int, mode: str, seed: int = 0) -> dic
     from torch.distributed._tools.mem_tracker import MemTracker
 
     from MRSynthLib.networks.autoencoder import LatentAutoencoder
-    from training.acceleration import enable_gradient_checkpointing
-    from training.objective import Stage1Objective
+    from training.runtime.acceleration import enable_gradient_checkpointing
+    from training.autoencoder.objective import Stage1Objective
 
     torch.manual_seed(seed)
     model = LatentAutoencoder(config.autoencoder)

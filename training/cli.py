@@ -47,7 +47,7 @@ def cache_dir(config: TrainConfig, run_root: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "export-onnx":
-        from training.onnx_export import main as export_onnx
+        from training.bundles.onnx_export import main as export_onnx
 
         return export_onnx([str(args.bundle)])
     try:
@@ -64,13 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from training.distributed import cleanup, init_distributed
+    from training.runtime.distributed import cleanup, init_distributed
 
     if config.threads:
         torch.set_num_threads(config.threads)
     ctx = init_distributed(config.runtime.device)
     from MRSynthLib.errors import MRSynthError
-    from training.distributed import elastic_restart_count
+    from training.runtime.distributed import elastic_restart_count
 
     restarts = elastic_restart_count()
     if restarts and not args.resume:  # torchrun --max-restarts restarted the workers: continue, do not start over
@@ -89,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, config: TrainConfig, ctx) -> int:
-    from training.distributed import run_on_main
-    from training.runs import RunFolder
+    from training.runtime.distributed import run_on_main
+    from training.runtime.runs import RunFolder
 
     run = RunFolder(args.run_dir or Path("runs") / config.name)
     run_on_main(ctx, lambda: run.prepare(config))
     progress = not args.quiet
     if args.command in ("stage1", "stage2", "all"):
-        from training.data import prepare_data
+        from training.inputs.data import prepare_data
 
         data = prepare_data(config.data, config.preprocessing, config.seed, cache_dir=cache_dir(config, run.root),
                             split_path=run.root / "split.json", ctx=ctx, progress=progress)
@@ -105,17 +105,17 @@ def _run(args, config: TrainConfig, ctx) -> int:
                   f"cases held out, see {run.root / 'split.json'}); preprocessing cache {cache_dir(config, run.root)}: "
                   f"{data.built} cases built, {data.reused} reused", file=sys.stderr)
         if args.command == "stage1" or (args.command == "all" and not config.method.stage1_from):
-            from training.stage1 import train_stage1
+            from training.autoencoder.stage1 import train_stage1
 
             autoencoder = train_stage1(config, run, data.train, data.val, resume=args.resume, progress=progress,
                                        ctx=ctx, weights=data.weights)
         if args.command in ("stage2", "all") and config.method.kind != "fusion":  # the generative kinds
-            from training.stage2_methods import train_method
+            from training.translators.stage2_methods import train_method
 
             train_method(config, run, data.train, data.val, resume=args.resume, progress=progress, ctx=ctx)
         if args.command in ("stage2", "all") and config.method.kind == "fusion":
             from MRSynthLib.networks.autoencoder import FSQAutoencoder
-            from training.stage2 import train_stage2
+            from training.translators.stage2 import train_stage2
 
             if args.command == "stage2":
                 state = run.load_checkpoint("stage1", "best")
@@ -133,14 +133,14 @@ def _run(args, config: TrainConfig, ctx) -> int:
                 return 2
             train_stage2(config, run, autoencoder, paired[0], paired[1], resume=args.resume, progress=progress, ctx=ctx)
     if args.command in ("export", "all") and ctx.is_main:
-        if config.method.kind != "fusion":  # the kinds' bundles carry their ONNX graphs (training.stage2_bundle)
-            from training.stage2_methods import export_method as export_bundle
+        if config.method.kind != "fusion":  # the kinds' bundles carry their ONNX graphs (training.bundles.stage2_bundle)
+            from training.bundles.kind_export import export_method as export_bundle
         else:
-            from training.export import export_bundle
+            from training.bundles.export import export_bundle
 
         output = export_bundle(config, run, args.output or run.root / "bundle", overwrite=args.overwrite)
         if config.method.kind == "fusion" and not args.no_onnx:
-            from training.onnx_export import add_onnx_parts
+            from training.bundles.onnx_export import add_onnx_parts
 
             add_onnx_parts(output)
         print(f"bundle written to {output}" + ("" if args.no_onnx or config.method.kind != "fusion"

@@ -1,7 +1,7 @@
 """``mrsynth-train regression``: the classical baseline bundle (gradient-boosted trees per voxel).
 
 1. The cases of ``data.sources`` are split (``data.split``) and brought into model space by the
-   inference preprocessing, through the run's preprocessing cache (:mod:`training.data`).
+   inference preprocessing, through the run's preprocessing cache (:mod:`training.inputs.data`).
 2. Each training case contributes a seeded sample of its foreground voxels (``samples_per_case`` times
    its source's ``weight``) with the features (:mod:`MRSynthLib.methods.regression_features`) of every contrast it has.
 3. One scikit-learn ``HistGradientBoostingRegressor`` per task (target from exactly these inputs),
@@ -64,7 +64,7 @@ class CaseSamples:
 
 
 def sample_case(volume, spec: FeatureSpec, spacing: tuple[float, float, float], count: int, seed: int) -> CaseSamples:
-    """Features of ``count`` foreground voxels of ``volume`` (a :class:`training.data.Volume`), drawn with a
+    """Features of ``count`` foreground voxels of ``volume`` (a :class:`training.inputs.data.Volume`), drawn with a
     generator seeded by ``seed`` and the case id (the same voxels for every task)."""
     mask = np.asarray(volume.mask, dtype=bool)
     spacing_zyx = np.asarray(list(reversed(spacing)), dtype=np.float64)
@@ -319,7 +319,7 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
     import MRSynthLib
     from MRSynthLib.models.bundle import ModelCard, sha256_file, write_card
     from MRSynthLib.quality.metrics import EvaluationProtocol
-    from training.runs import git_revision
+    from training.runtime.runs import git_revision
 
     if not fitted:
         raise SystemExit("No regressor was trained: the training cases support no task of regression.tasks.")
@@ -377,8 +377,8 @@ def export_regression_bundle(config: TrainConfig, fitted: list[FittedTask], outp
 def train_and_export(config: TrainConfig, run_dir: Path, output: Path | None = None, overwrite: bool = False,
                      progress: bool = True) -> Path:
     """The whole ``mrsynth-train regression`` command: data → samples → regressors → validation → bundle."""
-    from training.data import prepare_data, training_data_record
-    from training.runs import RunFolder
+    from training.inputs.data import prepare_data, training_data_record
+    from training.runtime.runs import RunFolder
 
     log = print if progress else (lambda message: None)
     run = RunFolder(Path(run_dir))

@@ -1,6 +1,6 @@
 """The ``method`` section of a training config: which stage-2 translator kind to train, and how.
 
-``kind``: ``fusion`` (the any-subset gated fusion translator, :mod:`training.stage2`), ``ldm`` (latent
+``kind``: ``fusion`` (the any-subset gated fusion translator, :mod:`training.translators.stage2`), ``ldm`` (latent
 diffusion guided by a fusion translator), ``cyclegan`` (unpaired, one source → one target) or
 ``targetcode`` (one shared translator with a one-hot target code). The bundle's method is
 ``<autoencoder latent>-<kind>``, e.g. ``fsq-ldm``.
@@ -128,7 +128,7 @@ class SSCFTrainConfig:
     """SSCF (segmentation-assisted synthesis with memory retrieval): latent L1, image L1 of the decoded
     prediction, segmentation (BCE + soft Dice on the tumour fraction of each latent voxel, only for cases
     with labels; ``tumour_labels`` are the label values counted as tumour: phantom 4/5/6, BraTS 1/2/4) and
-    the least-squares PatchGAN on decoded images (``gan``, :class:`training.adversarial.PatchAdversary`).
+    the least-squares PatchGAN on decoded images (``gan``, :class:`training.autoencoder.adversarial.PatchAdversary`).
     ``self_style_prob``: share of samples whose AdaIN statistics come from their own target (so the memory
     encoder learns) instead of the retrieved prototype."""
 
@@ -154,7 +154,7 @@ class SSCFTrainConfig:
 @dataclass(frozen=True)
 class WLDMTrainConfig:
     """3D-WLDM: latent diffusion with the structure/modality latent split and DSCA skip attention
-    (:mod:`training.stage2_wldm`).
+    (:mod:`training.translators.stage2_wldm`).
 
     ``sources`` / ``targets``: the contrasts a task may take as inputs / synthesize (empty: every MR slot of
     ``translator.contrasts`` / every slot), e.g. sources ``[t1, t2, flair]`` and targets ``[ct]`` for MR→CT.

@@ -1,4 +1,4 @@
-"""The ``method.vqseq2seq`` section of a training config (stage-2 kind ``vqseq2seq``, :mod:`training.stage2_vqseq2seq`).
+"""The ``method.vqseq2seq`` section of a training config (stage-2 kind ``vqseq2seq``, :mod:`training.translators.stage2_vqseq2seq`).
 
 Loss weights follow VQ-Seq2Seq where it states them (pixel L1 x10, SSIM x1, perceptual x0.1); the latent L1,
 the common-latent NLL and the augmentation probabilities are MRSynth's choices (see docs/methods/vqseq2seq.md).

@@ -14,7 +14,7 @@ down-weighting was tried first and did not work: the trained gates differ by sev
 magnitude between inputs, so only an exclusion reliably moves the weight to the other inputs.
 
 The settings live in the bundle card (``networks.screening``, written by
-``python -m training.calibrate_screening``); bundles without them are not screened.
+``python -m training.experiments.calibrate_screening``); bundles without them are not screened.
 Arrays are numpy; ``(K, Z, Y, X)`` images, ``(K, z, y, x)`` latent-grid maps.
 """
 
@@ -46,10 +46,10 @@ class ScreeningConfig:
             config = cls(**data)
         except TypeError as error:
             raise BundleError(f"the card's networks.screening is malformed ({error}): re-run "
-                              f"`python -m training.calibrate_screening` on the bundle.") from None
+                              f"`python -m training.experiments.calibrate_screening` on the bundle.") from None
         if any(not np.isfinite(v) or v <= 0 for v in config.error_scale.values()):
             raise BundleError("networks.screening.error_scale must hold positive numbers: re-run "
-                              "`python -m training.calibrate_screening` on the bundle.")
+                              "`python -m training.experiments.calibrate_screening` on the bundle.")
         return config
 
     def to_dict(self) -> dict:
@@ -92,7 +92,7 @@ def keep_masks(errors: np.ndarray, names: list[str], config: ScreeningConfig) ->
     missing = [n for n in names if n not in config.error_scale]
     if missing:
         raise BundleError(f"networks.screening has no error scale for {', '.join(missing)}: re-run "
-                          f"`python -m training.calibrate_screening` on the bundle.")
+                          f"`python -m training.experiments.calibrate_screening` on the bundle.")
     scales = np.array([config.error_scale[n] for n in names], np.float32).reshape(-1, 1, 1, 1)
     keep = np.asarray(errors, np.float32) / scales <= config.cut
     nothing_kept = ~keep.any(axis=0, keepdims=True)

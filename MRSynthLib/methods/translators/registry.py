@@ -11,7 +11,7 @@ A bundle of method ``<latent>-<kind>`` (``fsq-ldm``, ``vq-cyclegan``, ...) holds
 Adding a kind: its network (``MRSynthLib/networks/<kind>.py`` with a torch-free config in
 ``networks/configs/<kind>.py``), its window class (``MRSynthLib/methods/translators/<kind>.py``), and one
 :class:`KindSpec` line in :data:`KINDS` below (plus a :class:`Part` and its :class:`Graph` s when the kind
-brings a new network). The training package has its own registry (``training/stage2_methods.py``).
+brings a new network). The training package has its own registry (``training/translators/stage2_methods.py``).
 
 Importing this module imports neither torch nor onnxruntime: parts name their torch class as a string.
 """

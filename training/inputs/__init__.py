@@ -1,0 +1,1 @@
+"""Training data: dataset readers, patient splits, the preprocessing cache, patch sampling, augmentation."""
