@@ -11,6 +11,14 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+# Property tests draw the same examples on every run (``make test`` and CI must not depend on luck: a random
+# NIfTI header once hung ITK and the suite with it). MRSYNTH_FUZZ=1 explores new examples instead.
+_hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+_hypothesis_settings.register_profile("explore", derandomize=False, database=None)
+_hypothesis_settings.load_profile("explore" if os.environ.get("MRSYNTH_FUZZ") else "repeatable")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
