@@ -11,14 +11,21 @@ from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 from MRSynthLib.models.registry import list_models, resolve_model
 
 
-def random_bundle(folder, name="random-test", translator: FusionConfig | None = None):
-    """A bundle with random weights: plumbing only, never an image-quality result."""
+def random_bundle(folder, name="random-test", translator: FusionConfig | None = None, seed: int = 0):
+    """A bundle with seeded random weights: plumbing only, never an image-quality result. Seeded (without touching
+    the global generator) so that tests on it do not depend on which tests ran before (CI once drew weights whose
+    output was ~0, which broke a relative tolerance)."""
+    import torch
+
     folder.mkdir(parents=True, exist_ok=True)
     ae_config = AutoencoderConfig(channels=(4, 4, 4), fsq_levels=(5, 5, 5, 5))
     tr_config = translator or FusionConfig(hidden=8, num_blocks=1)
     weights = {}
-    for file_name, model in (("autoencoder.safetensors", FSQAutoencoder(ae_config)),
-                             ("translator.safetensors", FusionTranslator(tr_config))):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        models = (("autoencoder.safetensors", FSQAutoencoder(ae_config)),
+                  ("translator.safetensors", FusionTranslator(tr_config)))
+    for file_name, model in models:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / file_name))
         weights[file_name] = sha256_file(folder / file_name)
     card = ModelCard(name=name, version="0.0.0", method="fsq-fusion",
