@@ -9,7 +9,6 @@ from training.config import CONFIG_DIR, load_config
 from training.experiments.dry_run import dry_run, reduced_config
 
 BRATS_CONFIGS = sorted(path.stem for path in CONFIG_DIR.glob("*brats*.yaml") if path.stem != "brats-smoke")
-SLOWEST = {"wldm-brats"}  # 64-voxel network grid: ~150 s on 2 cores (docs/measurements/dry-run-brats.json); run by hand
 
 
 def test_there_are_brats_configs_to_check():
@@ -26,7 +25,7 @@ def test_reduced_config_keeps_the_networks_and_drops_the_dataset(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(BRATS_CONFIGS) - SLOWEST))
+@pytest.mark.parametrize("name", BRATS_CONFIGS)
 def test_brats_config_dry_run_trains_every_stage_one_step(name, tmp_path):
     config = load_config(name)
     result = dry_run(name, 32, work_dir=tmp_path)
