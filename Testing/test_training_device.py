@@ -168,3 +168,16 @@ def test_a_translator_kind_trains_data_parallel_with_identical_replicas(two_rank
     stage = load_config(config_name).method.stage
     replicas = _identical(tmp_path / "run" / stage / "replicas.json")
     assert replicas["step"] == load_config(config_name).stage2.steps and not (tmp_path / "run" / "stage1").exists()
+
+
+@pytest.mark.slow
+def test_no_onnx_skips_the_graphs_of_a_kind_bundle(tmp_path):
+    """``--no-onnx`` writes a torch-only bundle for the translator kinds too (the graphs are the default)."""
+    from training.cli import main as train
+
+    bundle = tmp_path / "bundle"
+    assert train(["all", "--config", "phantom-tiny-targetcode", "--run-dir", str(tmp_path / "run"), "--output",
+                  str(bundle), "--no-onnx", "--quiet"]) == 0
+    card = json.loads((bundle / "bundle.json").read_text())
+    assert "onnx" not in card["networks"] and not (bundle / "onnx").exists()
+    assert card["method"] == "fsq-targetcode" and card["weights"]

@@ -32,8 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--overwrite", action="store_true")
         if name in ("export", "all"):
             p.add_argument("--no-onnx", action="store_true",
-                           help="fusion bundles: skip the ONNX graphs (the bundle then needs torch at inference); "
-                                "the translator kinds' bundles always carry theirs")
+                           help="skip the ONNX graphs and their parity check (the bundle then needs torch at inference)")
     p = sub.add_parser("export-onnx", help="add (or re-export) the ONNX graphs of a fusion bundle, parity-checked")
     p.add_argument("bundle", type=Path, help="bundle folder, rewritten in place")
     return parser
@@ -138,13 +137,16 @@ def _run(args, config: TrainConfig, ctx) -> int:
         else:
             from training.bundles.export import export_bundle
 
-        output = export_bundle(config, run, args.output or run.root / "bundle", overwrite=args.overwrite)
-        if config.method.kind == "fusion" and not args.no_onnx:
-            from training.bundles.onnx_export import add_onnx_parts
+        output = args.output or run.root / "bundle"
+        if config.method.kind != "fusion":
+            export_bundle(config, run, output, overwrite=args.overwrite, onnx_graphs=not args.no_onnx)
+        else:
+            export_bundle(config, run, output, overwrite=args.overwrite)
+            if not args.no_onnx:
+                from training.bundles.onnx_export import add_onnx_parts
 
-            add_onnx_parts(output)
-        print(f"bundle written to {output}" + ("" if args.no_onnx or config.method.kind != "fusion"
-                                               else " (with ONNX graphs, parity-checked)"))
+                add_onnx_parts(output)
+        print(f"bundle written to {output}" + ("" if args.no_onnx else " (with ONNX graphs, parity-checked)"))
     return 0
 
 

@@ -37,7 +37,8 @@ def _validation_record(run: RunFolder, stage: str, best_step: int) -> dict:
     return {"best": clean(best), "last": clean(rows[-1])}
 
 
-def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: bool = False) -> Path:
+def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: bool = False,
+                  onnx_graphs: bool = True) -> Path:
     """Write the kind's bundle (safetensors, ONNX graphs, card) from the run's best checkpoint."""
     from MRSynthLib.models.bundle import ModelCard
     from MRSynthLib.errors import MRSynthError
@@ -81,6 +82,6 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
     if spec.card is not None:
         card = spec.card(card)
     try:
-        return write_translator_bundle(Path(output), card, parts, overwrite=overwrite)
+        return write_translator_bundle(Path(output), card, parts, overwrite=overwrite, onnx_graphs=onnx_graphs)
     except MRSynthError as error:
         raise SystemExit(f"mrsynth-train: {error}") from None

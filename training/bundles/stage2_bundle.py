@@ -33,10 +33,11 @@ UNCERTAINTY = {
 
 
 def write_translator_bundle(output: Path, card: ModelCard, parts: dict[str, torch.nn.Module],
-                            overwrite: bool = False) -> Path:
+                            overwrite: bool = False, onnx_graphs: bool = True) -> Path:
     """Write ``card`` (whose ``weights`` are filled in here) with the state of ``parts`` into ``output``.
 
     Args:
+        onnx_graphs: also export the kind's ONNX graphs and check them against torch (False: a torch-only bundle).
         card: the card without weights; ``card.method`` must be a generative translator kind and
             ``card.networks`` must hold the config of every part.
         parts: part name (``autoencoder``, ``translator``, ``denoiser``, ``generator``, ``targetcode``) → module.
@@ -61,6 +62,8 @@ def write_translator_bundle(output: Path, card: ModelCard, parts: dict[str, torc
             weights[weight_file(name)] = sha256_file(staging / weight_file(name))
         card = dataclasses.replace(card, weights=weights, uncertainty=UNCERTAINTY[kind])
         write_card(card, staging)
+        if not onnx_graphs:
+            return output
         engine = TorchGraphEngine(load_bundle(staging), "cpu")
         graphs = export_graphs(engine.graphs, kind, card.networks, engine.downsampling, staging)
         weights.update({path: sha256_file(staging / path) for path in graphs.values()})
