@@ -29,3 +29,7 @@ class BundleError(MRSynthError):
 
 class OutputError(MRSynthError):
     """An output cannot be written (exists without --overwrite, folder not writable, ...)."""
+
+
+class NoUncertaintyError(MRSynthError):
+    """The model cannot make an uncertainty map for this task (e.g. a regression bundle without an error model)."""

@@ -261,6 +261,11 @@ def test_synthesize_cli_with_a_regression_bundle(tiny_bundle, tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--output", str(out / "u.nii.gz"), "--uncertainty", str(out / "std.nii.gz")]) == 2
     assert "has no uncertainty map" in capsys.readouterr().err
+    from MRSynthLib.errors import NoUncertaintyError
+    from MRSynthLib.synthesis import synthesize
+
+    with pytest.raises(NoUncertaintyError):  # typed: callers (benchmarks.real_eval) fall back without string matching
+        synthesize({"t1": case / "t1.nii.gz", "t2": case / "t2.nii.gz"}, "t1ce", model=str(tiny_bundle), samples=2)
     assert main(["synthesize", "--model", str(tiny_bundle), "--input", f"t2={case / 't2.nii.gz'}", "--target", "t1ce",
                  "--output", str(out / "x.nii.gz"), "--progress", "none"]) == 2
     assert "trained for t1ce from" in capsys.readouterr().err

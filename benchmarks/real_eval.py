@@ -189,7 +189,7 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None, u
     import numpy as np
     import SimpleITK as sitk
 
-    from MRSynthLib.errors import MRSynthError
+    from MRSynthLib.errors import NoUncertaintyError
     from MRSynthLib.files.imageio import image_to_array, load_input, read_image, voxel_view
     from MRSynthLib.quality.metrics import EvaluationProtocol, brain_selection, evaluate_images, uncertainty_error_correlation
     from MRSynthLib.preprocessing.registration import resample_onto, same_grid
@@ -201,9 +201,8 @@ def score(case, task: Task, model, model_label: str, keep: Path | None = None, u
     if uncertainty_samples >= 2:
         try:
             result = synthesize(inputs, task.target, model=model, samples=uncertainty_samples)
-        except MRSynthError as error:
-            if "uncertainty" not in str(error):
-                raise
+        except NoUncertaintyError:
+            pass  # scored on one deterministic pass, without an uncertainty map
     if result is None:
         result = synthesize(inputs, task.target, model=model, samples=1)
     seconds = time.perf_counter() - started

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from MRSynthLib.models.bundle import Bundle
-from MRSynthLib.errors import BundleError, ContrastError, MRSynthError
+from MRSynthLib.errors import BundleError, ContrastError, MRSynthError, NoUncertaintyError
 from MRSynthLib.runtime.inference import Prediction
 from MRSynthLib.methods.regression_features import FeatureSpec, voxel_features
 from MRSynthLib.methods.tree_ensemble import TreeEnsemble
@@ -161,7 +161,7 @@ def predict(
     names = list(arrays)
     regressor = engine.choose(target, names)
     if samples != 1 and regressor.error is None:
-        raise MRSynthError(
+        raise NoUncertaintyError(
             f"Model {engine.name} (method regression) has no uncertainty map for {target} from "
             f"{', '.join(regressor.inputs)}: drop --uncertainty and --samples, or use a bundle trained with an "
             f"error model (regression.error_model.folds >= 2)."
