@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +19,10 @@ from MRSynthLib.runtime.inference import blend_weights, dropout_masks, plan_wind
 from MRSynthLib.runtime.onnx_backend import OnnxEngine, has_onnx_parts
 from MRSynthLib.synthesis import synthesize
 from MRSynthLib.runtime.torch_backend import TorchEngine
-from Testing.conftest import blob_array, make_image
+from Testing.conftest import blob_array, make_image, synthesize_without_torch
 from Testing.test_bundle import random_bundle
 from training.bundles.onnx_export import add_onnx_parts
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -191,15 +187,8 @@ def test_tampered_onnx_graph_is_refused(onnx_bundle, tmp_path):
 def test_onnx_backend_runs_without_torch(onnx_bundle, case, tmp_path):
     """A real process in which `import torch` fails: the CLI still synthesizes with onnxruntime."""
     output = tmp_path / "out.nii.gz"
-    script = (
-        "import sys; sys.modules['torch'] = None; sys.modules['monai'] = None\n"
-        "from MRSynthLib.commands.cli import main\n"
-        f"code = main(['synthesize', '--model', {str(onnx_bundle.path)!r}, '--input', 't1={case['t1']}',"
-        f" '--target', 'flair', '--output', {str(output)!r}, '--samples', '2', '--progress', 'none'])\n"
-        "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
-        "sys.exit(code)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = synthesize_without_torch(["--model", onnx_bundle.path, "--input", f"t1={case['t1']}", "--target", "flair",
+                                     "--output", output, "--samples", "2", "--progress", "none"])
     assert done.returncode == 0, done.stderr
     sidecar = json.loads(output.with_name("out.json").read_text())
     assert sidecar["backend"] == "onnx"

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import torch
 import yaml
 
-from conftest import REPO, blob_array, make_image
+from conftest import REPO, blob_array, make_image, synthesize_without_torch
 from MRSynthLib.networks.autoencoder import FSQAutoencoder
 from MRSynthLib.networks.kl import kl_divergence
 from MRSynthLib.networks.vq import VectorQuantizer, VQConfig
@@ -141,15 +141,8 @@ def test_a_bundle_from_train_all_synthesizes_where_torch_cannot_import(two_rank_
         sitk.WriteImage(make_image(blob_array((28, 32, 36), seed=i).astype(np.float32), spacing=(3.0, 3.5, 4.0)),
                         str(case[name]))
     output = tmp_path / "flair.nii.gz"
-    script = (
-        "import sys; sys.modules['torch'] = None; sys.modules['monai'] = None\n"
-        "from MRSynthLib.commands.cli import main\n"
-        f"code = main(['synthesize', '--model', {str(bundle)!r}, '--input', 't1={case['t1']}', '--input',"
-        f" 't2={case['t2']}', '--target', 'flair', '--output', {str(output)!r}, '--backend', 'onnx',"
-        " '--progress', 'none'])\n"
-        "sys.exit(code)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = synthesize_without_torch(["--model", bundle, "--input", f"t1={case['t1']}", "--input", f"t2={case['t2']}",
+                                     "--target", "flair", "--output", output, "--backend", "onnx", "--progress", "none"])
     assert done.returncode == 0, done.stderr
     assert json.loads(output.with_name("flair.json").read_text())["backend"] == "onnx"
 

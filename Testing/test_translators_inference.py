@@ -7,8 +7,6 @@ The bundles here have random weights (plumbing and parity only); trained ones: t
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,11 +33,10 @@ from MRSynthLib.methods.translators.samplers import SamplingConfig, Schedule
 from MRSynthLib.synthesis import synthesize
 from MRSynthLib.methods.translators.engines import KIND_GRAPHS, OnnxGraphEngine, TorchGraphEngine, choose_backend
 from MRSynthLib.methods.translators.driver import predict_translator
-from Testing.conftest import blob_array, make_image
+from Testing.conftest import blob_array, make_image, synthesize_without_torch
 from Testing.test_translators_networks import randomize_zero_parameters
 from training.bundles.stage2_bundle import write_translator_bundle
 
-REPO = Path(__file__).resolve().parents[1]
 SLOTS = ("t1", "t1ce", "t2", "flair", "pd")
 NETWORKS = {
     "autoencoder": AutoencoderConfig(channels=(8, 8), fsq_levels=(8, 5, 5, 5)).to_dict(),
@@ -271,15 +268,8 @@ def test_cli_writes_uncertainty_and_one_contribution_map_per_input(bundles, case
 
 def test_onnx_backend_runs_the_diffusion_loop_without_torch(bundles, case, tmp_path):
     output = tmp_path / "out.nii.gz"
-    script = (
-        "import sys; sys.modules['torch'] = None; sys.modules['monai'] = None\n"
-        "from MRSynthLib.commands.cli import main\n"
-        f"code = main(['synthesize', '--model', {str(bundles['ldm'].path)!r}, '--input', 't1={case['t1']}',"
-        f" '--target', 'flair', '--output', {str(output)!r}, '--samples', '2', '--progress', 'none'])\n"
-        "assert sys.modules.get('torch') is None\n"
-        "sys.exit(code)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=180)
+    done = synthesize_without_torch(["--model", bundles["ldm"].path, "--input", f"t1={case['t1']}", "--target", "flair",
+                                     "--output", output, "--samples", "2", "--progress", "none"], timeout=180)
     assert done.returncode == 0, done.stderr
     assert json.loads(output.with_name("out.json").read_text())["backend"] == "onnx"
 

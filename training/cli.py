@@ -114,7 +114,7 @@ def _run(args, config: TrainConfig, ctx) -> int:
             train_method(config, run, data.train, data.val, resume=args.resume, progress=progress, ctx=ctx)
         if args.command in ("stage2", "all") and config.method.kind == "fusion":
             from MRSynthLib.networks.autoencoder import FSQAutoencoder
-            from training.translators.stage2 import train_stage2
+            from training.translators.stage2 import paired_volumes, train_stage2
 
             if args.command == "stage2":
                 state = run.load_checkpoint("stage1", "best")
@@ -124,23 +124,22 @@ def _run(args, config: TrainConfig, ctx) -> int:
                     return 2
                 autoencoder = FSQAutoencoder(config.autoencoder)
                 autoencoder.load_state_dict(state["model"])
-            slots = config.translator.contrasts
-            paired = [[v for v in volumes if sum(c in v.images for c in slots) >= 2] for volumes in (data.train, data.val)]
+            paired = [paired_volumes(config, volumes) for volumes in (data.train, data.val)]
             if not paired[0] or not paired[1]:
                 print("mrsynth-train: stage 2 needs training and validation cases with at least two of the translator's "
-                      f"contrasts {list(slots)}; the data has none in one of the splits.", file=sys.stderr)
+                      f"contrasts {list(config.translator.contrasts)}; the data has none in one of the splits.",
+                      file=sys.stderr)
                 return 2
             train_stage2(config, run, autoencoder, paired[0], paired[1], resume=args.resume, progress=progress, ctx=ctx)
     if args.command in ("export", "all") and ctx.is_main:
-        if config.method.kind != "fusion":  # the kinds' bundles carry their ONNX graphs (training.bundles.stage2_bundle)
-            from training.bundles.kind_export import export_method as export_bundle
+        output = args.output or run.root / "bundle"
+        if config.method.kind != "fusion":  # the kinds' exporter writes its ONNX graphs itself
+            from training.bundles.kind_export import export_method
+
+            export_method(config, run, output, overwrite=args.overwrite, onnx_graphs=not args.no_onnx)
         else:
             from training.bundles.export import export_bundle
 
-        output = args.output or run.root / "bundle"
-        if config.method.kind != "fusion":
-            export_bundle(config, run, output, overwrite=args.overwrite, onnx_graphs=not args.no_onnx)
-        else:
             export_bundle(config, run, output, overwrite=args.overwrite)
             if not args.no_onnx:
                 from training.bundles.onnx_export import add_onnx_parts

@@ -10,13 +10,11 @@ through :func:`MRSynthLib.commands.batch_case.run_case`.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from MRSynthLib.commands.batch_case import SUMMARY_FIELDS, CaseSettings, CaseTask, case_outputs, plan_case, row, run_case
 from MRSynthLib.contrasts import canonical_contrast
-from MRSynthLib.errors import MRSynthError
 
 __all__ = ["SUMMARY_FIELDS", "case_outputs", "case_settings", "run_batch"]
 
@@ -29,15 +27,6 @@ def _check_output_dir(output_dir: Path) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"--output-dir {output_dir} is a file, not a folder: choose a folder path.")
     check_writable(output_dir / "summary.csv", overwrite=True)
-
-
-def _case_folder(output_dir: Path, case_id: str) -> Path:
-    """``output_dir / case_id``, refused (the case fails) when the name would lead outside ``output_dir``."""
-    folder = output_dir / case_id
-    inside = Path(os.path.realpath(output_dir)) in Path(os.path.realpath(folder)).parents
-    if case_id in ("", ".", "..") or "/" in case_id or "\\" in case_id or not inside:
-        raise MRSynthError(f"case name {case_id!r} would write outside --output-dir {output_dir}: rename the case folder.")
-    return folder
 
 
 def case_settings(args) -> CaseSettings:

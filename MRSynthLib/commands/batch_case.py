@@ -9,6 +9,7 @@ with one sentence, never an exception, so one bad case cannot stop the others (n
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,15 @@ class CaseTask:
     provenance: dict = field(default_factory=dict)
 
 
+def case_folder(output_dir: Path, case_id: str) -> Path:
+    """``output_dir / case_id``, refused (the case fails) when the name would lead outside ``output_dir``."""
+    folder = output_dir / case_id
+    inside = Path(os.path.realpath(output_dir)) in Path(os.path.realpath(folder)).parents
+    if case_id in ("", ".", "..") or "/" in case_id or "\\" in case_id or not inside:
+        raise MRSynthError(f"case name {case_id!r} would write outside --output-dir {output_dir}: rename the case folder.")
+    return folder
+
+
 def case_outputs(output_dir: Path, case_id: str, target: str, samples: int, inputs: list[str],
                  contributions: bool) -> OutputPlan:
     """``<output-dir>/<case>/<target>_synthetic.nii.gz`` (+ uncertainty, contribution maps)."""
@@ -77,14 +87,12 @@ def plan_case(case, output_dir: Path, settings: CaseSettings, input_contrasts: t
     ``retry_replaces``: outputs absent now may be replaced later (a cluster reruns a case whose worker died after
     it wrote some of them); outputs that exist now are replaced only with ``overwrite`` or, partial, on ``resume``.
     """
-    from MRSynthLib.commands.batch import _case_folder
-
     target = settings.target
     inputs = {c: Path(case.images[c]) for c in CANONICAL_CONTRASTS
               if c in case.images and c != target and c in input_contrasts}
     names = " ".join(inputs)
     try:
-        _case_folder(output_dir, case.case_id)
+        case_folder(output_dir, case.case_id)
     except MRSynthError as error:
         return row(case.case_id, "failed", str(error), names)
     plan = case_outputs(output_dir, case.case_id, target, settings.samples, list(inputs), settings.contributions)

@@ -49,15 +49,16 @@ def _header(path: Path) -> bytes:
         return stream.read(348)
 
 
-def _fields(header: bytes) -> tuple[str, dict] | None:
-    """Byte order and the transform fields of a NIfTI-1 header, or None when it is not one."""
+def header_fields(path: str | os.PathLike) -> dict | None:
+    """The transform fields of a NIfTI-1 file's header (read once: 348 bytes), or None when it is not NIfTI-1."""
+    header = _header(Path(path))
     for order in "<>":
         if len(header) == 348 and struct.unpack_from(order + "i", header)[0] == 348:
             break
     else:
         return None
     qform_code, sform_code = struct.unpack_from(order + "2h", header, 252)
-    return order, {"qform_code": qform_code, "sform_code": sform_code,
+    return {"qform_code": qform_code, "sform_code": sform_code,
                    "dims": struct.unpack_from(order + "8h", header, 40),
                    "pixdim": struct.unpack_from(order + "8f", header, 76),
                    "quatern": struct.unpack_from(order + "3f", header, 256),
@@ -65,12 +66,9 @@ def _fields(header: bytes) -> tuple[str, dict] | None:
                    "srow": struct.unpack_from(order + "12f", header, 280)}
 
 
-def non_finite_transform(path: str | os.PathLike) -> str | None:
-    """``"sform"``, ``"qform"`` or ``"pixdim"`` when that part of a NIfTI-1 header is in use and holds inf or NaN."""
-    parsed = _fields(_header(Path(path)))
-    if parsed is None:
-        return None
-    values = parsed[1]
+def non_finite_transform(values: dict) -> str | None:
+    """``"sform"``, ``"qform"`` or ``"pixdim"`` when that part of a header (:func:`header_fields`) is in use and
+    holds inf or NaN."""
     if values["sform_code"] > 0 and not np.all(np.isfinite(values["srow"])):
         return "sform"
     if values["qform_code"] > 0 and not np.all(np.isfinite(values["quatern"] + values["qoffset"])):
@@ -80,13 +78,9 @@ def non_finite_transform(path: str | os.PathLike) -> str | None:
     return None
 
 
-def transform_disagreement_mm(path: str | os.PathLike) -> float | None:
-    """Largest corner distance (mm) between sform and qform of a NIfTI-1 file; None when not both are set
-    (or the file is not NIfTI-1)."""
-    parsed = _fields(_header(Path(path)))
-    if parsed is None:
-        return None
-    values = parsed[1]
+def transform_disagreement_mm(values: dict) -> float | None:
+    """Largest corner distance (mm) between sform and qform of a header (:func:`header_fields`); None when not both
+    are set."""
     if values["qform_code"] <= 0 or values["sform_code"] <= 0:
         return None
     dims = values["dims"]
@@ -106,10 +100,13 @@ def check_nifti_transforms(path: str | os.PathLike, role: str) -> None:
     if not p.name.lower().endswith((".nii", ".nii.gz")):
         return
     try:
-        broken = non_finite_transform(p)
-        distance = transform_disagreement_mm(p)
+        values = header_fields(p)
     except (OSError, EOFError, struct.error, ValueError, zlib.error):
         return  # damaged files are reported by the reader in its own words
+    if values is None:
+        return
+    broken = non_finite_transform(values)
+    distance = transform_disagreement_mm(values) if broken is None else None
     if broken is not None:
         raise InputImageError(
             f"{role} file {p} has an infinite or undefined (NaN) value in its header's {broken}, so its voxel positions "

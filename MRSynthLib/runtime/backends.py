@@ -7,6 +7,7 @@ onnxruntime is installed; else torch (CPU).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from MRSynthLib.models.bundle import Bundle
 from MRSynthLib.errors import MRSynthError
@@ -22,8 +23,11 @@ def _torch_cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def choose_backend(bundle: Bundle, backend: str = "auto", device: str = "auto") -> str:
-    """Resolve ``backend`` (auto / torch / onnx) for ``bundle`` and ``device`` (auto / cpu / cuda)."""
+def choose_backend(bundle: Bundle, backend: str = "auto", device: str = "auto",
+                   has_graphs: Callable[[Bundle], bool] | None = None) -> str:
+    """Resolve ``backend`` (auto / torch / onnx) for ``bundle`` and ``device`` (auto / cpu / cuda): ``auto`` is torch
+    for CUDA, else onnxruntime when ``has_graphs(bundle)`` (default: the fusion graphs) and onnxruntime is installed,
+    else torch."""
     from MRSynthLib.runtime.onnx_backend import has_onnx_parts, onnxruntime_available
 
     if backend not in BACKENDS:
@@ -34,7 +38,7 @@ def choose_backend(bundle: Bundle, backend: str = "auto", device: str = "auto") 
         return backend
     if device == "cuda" or (device == "auto" and _torch_cuda_available()):
         return "torch"
-    if has_onnx_parts(bundle) and onnxruntime_available():
+    if (has_graphs or has_onnx_parts)(bundle) and onnxruntime_available():
         return "onnx"
     return "torch"
 

@@ -23,8 +23,6 @@ from pathlib import Path
 
 from training.config import ConfigError, load_config
 
-SAMPLING_KINDS_WITH_VALIDATION_STEPS = ("ldm", "wldm", "msgldm")
-
 
 def patch_multiple(config) -> int:
     """The patch multiple the config's networks need: autoencoder downsampling x the kind's network multiple."""
@@ -54,7 +52,8 @@ def reduced_config(config, size: int) -> dict:
     for key in ("stage1_from", "fusion_from", "max_minutes"):
         method.pop(key, None)
     kind = config.method.kind
-    if kind in SAMPLING_KINDS_WITH_VALIDATION_STEPS:  # 2 sampling steps in validation and in the parity probe
+    settings = getattr(config.method, kind, None)
+    if hasattr(settings, "validation_steps"):  # the sampling kinds: 2 steps in validation and in the parity probe
         method.setdefault(kind, {})["validation_steps"] = 2
         method[kind].setdefault("sampling", {})["steps"] = 2
     return data

@@ -235,6 +235,14 @@ def concat_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def data_parallel(ctx: DistContext, modules: dict[str, torch.nn.Module], optimizers) -> None:
+    """Make a stage-2 trainer data parallel: rank 0's weights everywhere, every optimiser averaging gradients
+    (:func:`broadcast_modules`, :func:`average_gradients_on_step`); nothing outside a process group."""
+    broadcast_modules(ctx, modules)
+    for optimizer in optimizers:
+        average_gradients_on_step(ctx, optimizer)
+
+
 def rank_seed(ctx: DistContext, *seed: int) -> list[int]:
     """A numpy seed sequence for this rank: ``seed`` itself on rank 0 (single-process runs keep their draws),
     ``seed + [rank]`` on the others (each rank draws its own batches)."""
@@ -267,6 +275,6 @@ def replica_hashes(ctx: DistContext, model: torch.nn.Module) -> list[str]:
 
 
 __all__ = ["DistContext", "agree", "average_gradients_on_step", "barrier", "broadcast_modules", "broadcast_object",
-           "cleanup", "concat_across_ranks", "elastic_restart_count", "gather_objects", "init_distributed",
+           "cleanup", "concat_across_ranks", "data_parallel", "elastic_restart_count", "gather_objects", "init_distributed",
            "mean_across_ranks", "rank_seed", "replica_hashes", "run_everywhere", "run_on_main", "select_device",
            "state_sha256", "unwrap", "wrap_model"]

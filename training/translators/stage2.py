@@ -21,8 +21,7 @@ from training.runtime.acceleration import autocast, bf16_enabled
 from training.inputs.augment import PatchAugmenter
 from training.config import AugmentationConfig, ConfigError, TrainConfig
 from training.inputs.data import Volume, random_patch_slices
-from training.runtime.distributed import (DistContext, average_gradients_on_step, barrier, broadcast_modules, rank_seed,
-                                  select_device)
+from training.runtime.distributed import DistContext, barrier, data_parallel, rank_seed, select_device
 from training.runtime.loop import check_replicas, is_log_step, mean_terms, progress_steps
 from training.autoencoder.losses import ImageLoss
 from training.runtime.placement import to_device
@@ -225,21 +224,20 @@ class FusionTrainer:
 
     It trains on :class:`FusionCodes` (CPU); each step draws a batch there (numpy, seeded) and moves it to the
     device. Under ``torchrun`` every rank holds one replica; the optimiser averages gradients over the ranks
-    (:func:`training.runtime.distributed.average_gradients_on_step`), so the replicas stay identical.
+    (:func:`training.runtime.distributed.data_parallel`), so the replicas stay identical.
     """
 
     def __init__(self, config: TrainConfig, autoencoder: FSQAutoencoder, train: list[Volume], val: list[Volume],
                  codes: FusionCodes, ctx: DistContext) -> None:
-        self.config, self.ctx, self.device = config, ctx, ctx.device
+        self.config, self.device = config, ctx.device
         self.slots = config.translator.contrasts
         self.latent_crop, _ = decode_window(config)
         self.autoencoder = autoencoder.to(self.device).eval().requires_grad_(False)
         self.train, self.val, self.codes = train, val, codes
         self.translator = FusionTranslator(config.translator).to(self.device)
-        broadcast_modules(ctx, {"translator": self.translator})
         self.optimizer = torch.optim.AdamW(self.translator.parameters(), lr=config.stage2.lr,
                                            weight_decay=config.stage2.weight_decay)
-        average_gradients_on_step(ctx, self.optimizer)
+        data_parallel(ctx, {"translator": self.translator}, [self.optimizer])
         self.image_loss = ImageLoss(config.autoencoder.spatial_dims, config.stage2.ssim_weight).to(self.device)
         self.bf16 = bf16_enabled(config.runtime.bf16, self.device, config.runtime.cpu_bf16)
 
@@ -273,6 +271,12 @@ class FusionTrainer:
 
     def validate(self) -> dict[str, float]:
         return validate(self.autoencoder, self.translator, self.val, self.codes.val, self.slots)
+
+
+def paired_volumes(config: TrainConfig, volumes: list[Volume]) -> list[Volume]:
+    """The volumes with at least two of the translator's contrasts (stage 2 learns one from the others)."""
+    slots = config.translator.contrasts
+    return [v for v in volumes if sum(c in v.images for c in slots) >= 2]
 
 
 def train_stage2(config: TrainConfig, run: RunFolder, autoencoder: FSQAutoencoder, train: list[Volume],

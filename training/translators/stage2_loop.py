@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from training.config import OptimConfig
-from training.runtime.distributed import (DistContext, agree, average_gradients_on_step, barrier, broadcast_modules,
-                                  rank_seed, run_on_main)
+from training.runtime.distributed import DistContext, agree, barrier, data_parallel, rank_seed, run_on_main
 from training.runtime.loop import check_replicas
 from training.runtime.runs import RunFolder, Timer
 
@@ -71,9 +70,7 @@ def run_training(trainer: Trainer, optim: OptimConfig, run: RunFolder, stage: st
     from tqdm import tqdm
 
     ctx = ctx or DistContext()
-    broadcast_modules(ctx, trainer.modules)
-    for optimizer in trainer.optimizers.values():
-        average_gradients_on_step(ctx, optimizer)
+    data_parallel(ctx, trainer.modules, trainer.optimizers.values())
     fraction = _Fraction()
     schedules = {name: torch.optim.lr_scheduler.LambdaLR(opt, fraction.cosine) for name, opt in trainer.optimizers.items()}
     budget = 60.0 * max_minutes

@@ -59,8 +59,7 @@ def train_method(config: TrainConfig, run: RunFolder, train, val, resume: bool =
 
 def _train_fusion(config: TrainConfig, run: RunFolder, autoencoder, train, val, progress: bool, ctx: DistContext):
     """Train the fusion translator of this run (``stage2``) on the frozen autoencoder, for ``ldm`` to build on."""
-    from training.translators.stage2 import train_stage2
+    from training.translators.stage2 import paired_volumes, train_stage2
 
-    slots = config.translator.contrasts
-    paired = [[v for v in volumes if sum(c in v.images for c in slots) >= 2] for volumes in (train, val)]
-    return train_stage2(config, run, autoencoder, paired[0], paired[1], resume=False, progress=progress, ctx=ctx)
+    return train_stage2(config, run, autoencoder, paired_volumes(config, train), paired_volumes(config, val),
+                        resume=False, progress=progress, ctx=ctx)

@@ -166,20 +166,10 @@ _LOADED: dict[tuple, _GraphEngine] = {}
 
 
 def choose_backend(bundle: Bundle, backend: str = "auto", device: str = "auto") -> str:
-    """As :func:`MRSynthLib.runtime.backends.choose_backend`, with this method's graph list: ``auto`` → torch for
-    CUDA, else onnxruntime when the bundle has its ONNX graphs and onnxruntime is installed, else torch."""
-    from MRSynthLib.runtime.backends import BACKENDS, _torch_cuda_available
-    from MRSynthLib.runtime.onnx_backend import onnxruntime_available
+    """:func:`MRSynthLib.runtime.backends.choose_backend` with this method's graph list."""
+    from MRSynthLib.runtime.backends import choose_backend as choose
 
-    if backend not in BACKENDS:
-        raise MRSynthError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}.")
-    if backend == "onnx" and device == "cuda":
-        raise MRSynthError("--backend onnx runs on the CPU only: use --backend torch for --device cuda.")
-    if backend != "auto":
-        return backend
-    if device == "cuda" or (device == "auto" and _torch_cuda_available()):
-        return "torch"
-    return "onnx" if has_method_onnx_parts(bundle) and onnxruntime_available() else "torch"
+    return choose(bundle, backend, device, has_graphs=has_method_onnx_parts)
 
 
 def load_engine(bundle: Bundle, backend: str = "auto", device: str = "auto", threads: int = 0) -> _GraphEngine:
