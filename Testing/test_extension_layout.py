@@ -68,13 +68,17 @@ def _sort_key(rel):
 
 
 def expected_scripts():
-    """The SCRIPTS entries MRSynth/CMakeLists.txt must list, in a stable order."""
+    """The SCRIPTS entries MRSynth/CMakeLists.txt must list (the module's own files), in a stable order."""
     module = sorted(_python_files(MODULE_DIR, TEST_DIR_NAMES), key=_sort_key)
     main = Path(f"{MODULE_NAME}.py")
     entries = [main.as_posix()] if main in module else []
     entries += [rel.as_posix() for rel in module if rel != main]
-    entries += [f"../MRSynthLib/{rel.as_posix()}" for rel in sorted(_python_files(LIB_DIR), key=_sort_key)]
     return entries
+
+
+def library_scripts():
+    """Every library file the CMakeLists globs, relative to the repository root (``MRSynthLib/...``)."""
+    return sorted(f"MRSynthLib/{rel.as_posix()}" for rel in _python_files(LIB_DIR))
 
 
 def format_scripts_block():
@@ -228,6 +232,10 @@ def _installed_layout(root):
             target = root / entry.removeprefix("../")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
+    for entry in library_scripts():
+        target = root / entry
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_ROOT / entry, target)
     return root
 
 
@@ -282,7 +290,7 @@ add_subdirectory({MODULE_DIR.as_posix()} MRSynth)
     module_scripts = (build / "module_scripts.txt").read_text().split(";")
     lib_scripts = (build / "lib_scripts.txt").read_text().split(";")
     assert "MRSynth.py" in module_scripts and "Scripts/batch.py" in module_scripts
-    assert all(s.startswith("MRSynthLib/") for s in lib_scripts) and "MRSynthLib/commands/cli.py" in lib_scripts
+    assert lib_scripts == library_scripts()  # the glob ships every library module, nothing else
     copied = sorted(p.relative_to(build / "lib" / "qt-scripted-modules").as_posix()
                     for p in (build / "lib" / "qt-scripted-modules").rglob("*") if p.is_file())
     assert copied == sorted(entry.removeprefix("../") for entry in expected_model_files())

@@ -69,6 +69,7 @@ LAYERS = (
 """MRSynthLib's packages from the bottom up (docs/ARCHITECTURE.md): a module imports only from lower layers."""
 
 TRAINING_LAYERS = (
+    ("kinds",),
     ("loss_config", "regression_config", "vqseq2seq_config"),
     ("stage2_config",),
     ("config",),

@@ -56,10 +56,10 @@ def test_method_families_route_every_method():
 
 def test_the_training_registry_covers_the_same_kinds_and_its_trainers_import():
     pytest.importorskip("torch")
-    from training.translators.translator_kinds import TRAIN_KINDS
+    from training.kinds import TRAIN_KINDS, resolve
 
     assert set(TRAIN_KINDS) == set(KINDS)
     for name, kind in TRAIN_KINDS.items():
         trainer = kind.trainer_class()  # the training loop's Trainer protocol (training.translators.stage2_loop)
         assert all(callable(getattr(trainer, method, None)) for method in ("step", "held_out_loss", "validate")), name
-        assert kind.name == name and kind.citation and callable(kind.export) and callable(kind.network_multiple)
+        assert kind.name == name and kind.citation and callable(resolve(kind.export)) and kind.settings_class()()

@@ -18,62 +18,45 @@ import torch
 from MRSynthLib.models.bundle import ModelCard, load_bundle
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
-from MRSynthLib.networks.cyclegan import GeneratorConfig
-from MRSynthLib.networks.denoiser import DenoiserConfig
-from MRSynthLib.networks.fusion import FusionConfig
 from MRSynthLib.methods.translators.graphs import build_part
-from MRSynthLib.networks.configs.latent_split import LatentSplitConfig
-from MRSynthLib.networks.configs.msgldm import MSGLDMConfig
-from MRSynthLib.networks.configs.sscf import SSCFConfig
-from MRSynthLib.networks.configs.vqseq2seq import VQSeq2SeqConfig
-from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
-from MRSynthLib.networks.targetcode import TargetCodeConfig
 from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 from MRSynthLib.methods.translators.samplers import SamplingConfig, Schedule
 from MRSynthLib.synthesis import synthesize
 from MRSynthLib.methods.translators.engines import KIND_GRAPHS, OnnxGraphEngine, TorchGraphEngine, choose_backend
 from MRSynthLib.methods.translators.driver import predict_translator
+from MRSynthLib.methods.translators.kind_example import ALL_SLOTS
+from MRSynthLib.methods.translators.registry import KINDS as REGISTERED_KINDS
 from Testing.conftest import blob_array, make_image, synthesize_without_torch
 from Testing.test_translators_networks import randomize_zero_parameters
 from training.bundles.stage2_bundle import write_translator_bundle
 
-SLOTS = ("t1", "t1ce", "t2", "flair", "pd")
-NETWORKS = {
-    "autoencoder": AutoencoderConfig(channels=(8, 8), fsq_levels=(8, 5, 5, 5)).to_dict(),
-    "translator": FusionConfig(hidden=8, num_blocks=1).to_dict(),
-    "denoiser": DenoiserConfig(channels=(8, 8, 16), attention_levels=(False, False, False), norm_num_groups=4,
-                               num_head_channels=16).to_dict(),
-    "diffusion": SamplingConfig(steps=3, eta=0.5, latent_scale=1.5).to_dict(),
-    "generator": GeneratorConfig(source="t1", target="t1ce", hidden=8, num_blocks=1).to_dict(),
-    "targetcode": TargetCodeConfig(hidden=8, num_blocks=1).to_dict(),
-    "vqseq2seq": VQSeq2SeqConfig(hidden=8, num_blocks=1, common_channels=4, codebook_size=16).to_dict(),
-    "sscf": SSCFConfig(hidden=8, num_blocks=1, bank_size=4, top_k=2).to_dict(),
-    "msgldm": MSGLDMConfig(channels=(8, 8), style_dim=4, style_width=8, attention_width=8, attention_heads=1,
-                           denoiser_channels=(8, 16), norm_num_groups=4, num_head_channels=8).to_dict(),
-    "wldm_split": LatentSplitConfig(split_channels=2).to_dict(),
-    "wldm_denoiser": WLDMDenoiserConfig(split_channels=2, channels=(8, 16), attention_channels=8,
-                                        norm_num_groups=4).to_dict(),
-}
-KINDS = {  # kind: (parts, extra card entries, inputs, outputs, a task (inputs, target))
-    "ldm": (("autoencoder", "translator", "denoiser"), ("diffusion",), SLOTS, SLOTS, (("t1", "t2", "flair"), "t1ce")),
-    "cyclegan": (("autoencoder", "generator"), (), ("t1",), ("t1ce",), (("t1",), "t1ce")),
-    "targetcode": (("autoencoder", "targetcode"), (), SLOTS, SLOTS, (("t1", "t2"), "flair")),
-    "vqseq2seq": (("autoencoder", "vqseq2seq"), (), SLOTS, SLOTS, (("t1", "t2"), "flair")),
-    "sscf": (("autoencoder", "sscf"), (), SLOTS, SLOTS, (("t1", "t2", "flair"), "t1ce")),
-    "msgldm": (("autoencoder", "msgldm"), ("diffusion",), SLOTS, SLOTS, (("t1", "t2", "flair"), "t1ce")),
-    "wldm": (("autoencoder", "wldm_split", "wldm_denoiser"), ("diffusion",), SLOTS, SLOTS, (("t1", "t2"), "flair")),
-}
-"""Every kind of the library registry (``MRSynthLib.methods.translators.registry.KINDS``); a test checks none is missing."""
+SLOTS = ALL_SLOTS
+AUTOENCODER = AutoencoderConfig(channels=(8, 8), fsq_levels=(8, 5, 5, 5)).to_dict()
+
+
+def _kind_table() -> dict:
+    """kind: (parts, extra card entries, inputs, outputs, a task (inputs, target), card networks), from every kind's
+    registered example (``KindSpec.example``): a new kind is tested here without editing this file."""
+    table = {}
+    for name, spec in REGISTERED_KINDS.items():
+        example = spec.example()
+        networks = {"autoencoder": AUTOENCODER, **example.networks}
+        extra = tuple(k for k in example.networks if k not in spec.parts)
+        table[name] = (spec.parts, extra, example.inputs, example.outputs, example.task, networks)
+    return table
+
+
+KINDS = _kind_table()
 
 
 def random_translator_bundle(folder: Path, kind: str) -> Path:
     """A complete bundle of ``kind`` with random weights (seeded), ONNX graphs included."""
-    parts, extra, inputs, outputs, _ = KINDS[kind]
+    parts, extra, inputs, outputs, _, networks = KINDS[kind]
     torch.manual_seed(0)
-    modules = {name: randomize_zero_parameters(build_part(name, NETWORKS[name])) for name in parts}
+    modules = {name: randomize_zero_parameters(build_part(name, networks[name])) for name in parts}
     card = ModelCard(name=f"random-{kind}", version="0.0.1", method=f"fsq-{kind}", input_contrasts=inputs,
                      output_contrasts=outputs, preprocessing=PreprocessSpec(spacing=(6.0, 6.0, 6.0)),
-                     networks={k: NETWORKS[k] for k in parts + extra}, weights={},
+                     networks={k: networks[k] for k in parts + extra}, weights={},
                      description="random weights, for tests only")
     return write_translator_bundle(folder, card, modules)
 
@@ -105,9 +88,7 @@ def _arrays(result) -> dict[str, np.ndarray]:
 
 
 def test_every_registered_kind_is_exercised_here():
-    from MRSynthLib.methods.translators.registry import KINDS as REGISTERED
-
-    assert set(KINDS) == set(REGISTERED)
+    assert set(KINDS) == set(REGISTERED_KINDS) and all(KINDS[k][0][0] == "autoencoder" for k in KINDS)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

@@ -274,16 +274,25 @@ def _data_dict(data: DataConfig) -> dict:
 def _method_dict(method: MethodConfig) -> dict:
     """``method`` as stored; the ``vqseq2seq`` section only when it differs from its default (older run
     folders keep resolving equal)."""
-    out = _plain(dataclasses.asdict(method))
+    out = _plain(method.to_dict())
     if method.vqseq2seq == type(method.vqseq2seq)():
         del out["vqseq2seq"]
     return out
 
 
-def _build(cls, data: dict, where: str):
-    """Instantiate dataclass ``cls`` from ``data``, converting lists to tuples, rejecting unknown keys."""
+def _build(cls, data: dict, where: str, **given):
+    """Instantiate dataclass ``cls`` from ``data``, converting lists to tuples, rejecting unknown keys.
+
+    A class with a ``from_mapping(data, where, build)`` class method parses its own mapping (``build`` is this
+    function); ``given`` are constructor arguments that ``data`` does not hold.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, not {type(data).__name__}")
+    if hasattr(cls, "from_mapping") and not given:
+        try:
+            return cls.from_mapping(data, where, _build)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -313,7 +322,7 @@ def _build(cls, data: dict, where: str):
         else:
             values[key] = raw
     try:
-        return cls(**values)
+        return cls(**values, **given)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from None
 

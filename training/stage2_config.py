@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from MRSynthLib.networks.configs.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.configs.cyclegan import GeneratorConfig
@@ -24,10 +25,10 @@ from MRSynthLib.networks.configs.msgldm import MSGLDMConfig
 from MRSynthLib.networks.configs.targetcode import TargetCodeConfig
 from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
 from MRSynthLib.methods.translators.samplers import SamplingConfig
-from training.vqseq2seq_config import VQSeq2SeqTrainConfig
+from training.kinds import TRAIN_KINDS
 from training.loss_config import GANConfig
 
-KINDS = ("fusion", "ldm", "cyclegan", "targetcode", "msgldm", "sscf", "wldm", "vqseq2seq")
+KINDS = ("fusion", *TRAIN_KINDS)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class LDMTrainConfig:
     def __post_init__(self) -> None:
         if self.batch_reuse < 1:
             raise ValueError(f"batch_reuse must be at least 1, not {self.batch_reuse}")
+
+    def network_multiple(self) -> int:
+        return self.denoiser.multiple
 
     def denoiser_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> DenoiserConfig:
         """The denoiser's architecture with the latent size and slot order of the networks it works with."""
@@ -116,6 +120,9 @@ class MSGLDMTrainConfig:
             raise ValueError(f"seg_labels must list label values other than 0 (background), not {list(self.seg_labels)}")
         if min(self.seg_weight, self.style_weight, self.structure_weight) < 0 or self.temperature <= 0:
             raise ValueError("seg_weight, style_weight and structure_weight must be >= 0 and temperature > 0")
+
+    def network_multiple(self) -> int:
+        return self.network.multiple
 
     def network_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> MSGLDMConfig:
         return dataclasses.replace(self.network, spatial_dims=autoencoder.spatial_dims,
@@ -191,30 +198,61 @@ class WLDMTrainConfig:
                              f"and targets {list(targets)}")
         return sources, targets
 
+    def network_multiple(self) -> int:
+        return self.denoiser.multiple
+
     def denoiser_for(self, autoencoder: AutoencoderConfig, slots: tuple[str, ...]) -> WLDMDenoiserConfig:
         return dataclasses.replace(self.denoiser, spatial_dims=autoencoder.spatial_dims,
                                    latent_channels=autoencoder.latent_channels, contrasts=tuple(slots))
 
 
+def default_sections() -> tuple[tuple[str, Any], ...]:
+    """``((kind, its default settings), ...)`` for every kind of :data:`training.kinds.TRAIN_KINDS`, in its order."""
+    return tuple((name, kind.settings_class()()) for name, kind in TRAIN_KINDS.items())
+
+
 @dataclass(frozen=True)
 class MethodConfig:
+    """The ``method`` section: the kind, where its frozen parts come from, and every kind's settings section.
+
+    ``sections``: ``((kind, settings), ...)`` for every registered kind in registry order (defaults where the
+    config gives none); ``config.method.<kind>`` reads one. YAML: ``method: {kind: ldm, ldm: {...}}``.
+    """
+
     kind: str = "fusion"
     stage1_from: str = ""
     fusion_from: str = ""
     max_minutes: float = 0.0  # > 0: also stop the kind's training at this wall-clock budget (not used by fusion)
-    ldm: LDMTrainConfig = field(default_factory=LDMTrainConfig)
-    cyclegan: CycleGANTrainConfig = field(default_factory=CycleGANTrainConfig)
-    targetcode: TargetCodeTrainConfig = field(default_factory=TargetCodeTrainConfig)
-    vqseq2seq: VQSeq2SeqTrainConfig = field(default_factory=VQSeq2SeqTrainConfig)
-    wldm: WLDMTrainConfig = field(default_factory=WLDMTrainConfig)
-    sscf: SSCFTrainConfig = field(default_factory=SSCFTrainConfig)
-    msgldm: MSGLDMTrainConfig = field(default_factory=MSGLDMTrainConfig)
+    sections: tuple[tuple[str, Any], ...] = field(default_factory=default_sections)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.fusion_from and self.kind != "ldm":
             raise ValueError(f"fusion_from is only used by kind ldm, not {self.kind!r}: remove it")
+
+    def __getattr__(self, name: str) -> Any:
+        for kind, settings in self.__dict__.get("sections", ()):
+            if kind == name:
+                return settings
+        raise AttributeError(f"MethodConfig has no attribute or kind section {name!r}")
+
+    @classmethod
+    def from_mapping(cls, data: dict, where: str, build: Callable[[type, dict, str], Any]) -> MethodConfig:
+        """Parse a ``method`` mapping: its own keys, plus one settings section per kind (built by ``build``)."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"sections"}
+        unknown = sorted(set(data) - own - set(TRAIN_KINDS))
+        if unknown:
+            raise ValueError(f"{where} has unknown keys {unknown}: allowed keys are {sorted(own | set(TRAIN_KINDS))}")
+        sections = tuple((name, build(kind.settings_class(), data[name], f"{where}.{name}") if name in data
+                          else kind.settings_class()()) for name, kind in TRAIN_KINDS.items())
+        return build(cls, {k: v for k, v in data.items() if k in own}, where, sections=sections)
+
+    def to_dict(self) -> dict:
+        """Plain values: the own keys, then one mapping per kind section."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sections"}
+        out.update({name: dataclasses.asdict(settings) for name, settings in self.sections})
+        return out
 
     @property
     def stage(self) -> str:

@@ -14,7 +14,7 @@ from training.config import ConfigError, TrainConfig
 from training.runtime.runs import RunFolder, git_revision
 from training.translators.stage2_latents import frozen_autoencoder, frozen_fusion
 from training.translators.stage2_methods import kind_slots
-from training.translators.translator_kinds import train_kind
+from training.kinds import train_kind
 
 
 def _no_fusion(run: RunFolder):
@@ -53,7 +53,7 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         raise ConfigError(f"{run.root} has no {stage}/best.json: run `mrsynth-train stage2 --config ...` first")
     autoencoder = frozen_autoencoder(config, run)
     fusion = frozen_fusion(config, run, lambda: _no_fusion(run)) if spec.uses_fusion else None
-    exported = spec.export(config, autoencoder, fusion if spec.uses_fusion else kind_slots(config, None), best)
+    exported = spec.export_parts(config, autoencoder, fusion if spec.uses_fusion else kind_slots(config, None), best)
     parts: dict[str, torch.nn.Module] = {"autoencoder": autoencoder, **exported.parts}
     networks: dict = {"autoencoder": autoencoder.config.to_dict(), **exported.networks}
     inputs, outputs = exported.inputs, exported.outputs
@@ -79,8 +79,7 @@ def export_method(config: TrainConfig, run: RunFolder, output: Path, overwrite: 
         citation=spec.citation,
         **config.card_licence(),
     )
-    if spec.card is not None:
-        card = spec.card(card)
+    card = spec.finish_card(card)
     try:
         return write_translator_bundle(Path(output), card, parts, overwrite=overwrite, onnx_graphs=onnx_graphs)
     except MRSynthError as error:

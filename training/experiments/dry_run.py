@@ -26,7 +26,7 @@ from training.config import ConfigError, load_config
 
 def patch_multiple(config) -> int:
     """The patch multiple the config's networks need: autoencoder downsampling x the kind's network multiple."""
-    from training.translators.translator_kinds import train_kind
+    from training.kinds import train_kind
 
     multiple = config.autoencoder.downsampling * config.translator.latent_multiple
     if config.method.kind != "fusion":

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from training.config import CONFIG_DIR
+from training.kinds import TRAIN_KINDS
+
 SEEDS = (910, 911, 912)  # disjoint from training (phantom seeds >= 1000) and validate.py's (900-902)
 CASE_SIZE = (128, 150, 128)
 CASE_SPACING = (1.5, 1.5, 1.5)
@@ -50,10 +53,9 @@ MODELS = (  # (label, built-in bundle name, or the suffix of a phantom-methods-<
 SEED_MODELS = (  # (label, built-in bundle name, or the <source> of a <source>-phantom-methods config)
     ("regression baseline", "regression"),
     ("RSF fusion (built-in)", "mrsynth-phantom-fsq"),
-    ("MSG-LDM", "msgldm"),
-    ("VQ-Seq2Seq", "vqseq2seq"),
-    ("SSCF", "sscf"),
-    ("3D-WLDM", "wldm"),
+    # every registered kind that has a `<kind>-phantom-methods` config (a new kind joins by bringing one)
+    *((kind.label or name, name) for name, kind in TRAIN_KINDS.items()
+      if (CONFIG_DIR / f"{name}-phantom-methods.yaml").exists()),
 )
 BACKENDS = ("onnx", "torch")
 

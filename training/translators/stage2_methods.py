@@ -1,5 +1,5 @@
 """``mrsynth-train stage2`` for the generative translator kinds (``method.kind``, one of
-:data:`training.translators.translator_kinds.TRAIN_KINDS`): frozen stage 1 → cached latents → the kind's trainer
+:data:`training.kinds.TRAIN_KINDS`): frozen stage 1 → cached latents → the kind's trainer
 (export: :mod:`training.bundles.kind_export`).
 
 The fusion kind keeps its own trainer (:mod:`training.translators.stage2`).
@@ -16,7 +16,7 @@ from training.config import ConfigError, TrainConfig
 from training.runtime.distributed import DistContext, select_device
 from training.runtime.runs import RunFolder
 from training.translators.stage2_latents import encode_cases, frozen_autoencoder, frozen_fusion, paired_cases
-from training.translators.translator_kinds import train_kind
+from training.kinds import train_kind
 
 def kind_slots(config: TrainConfig, fusion) -> tuple[str, ...]:
     return fusion.config.contrasts if fusion is not None else config.translator.contrasts

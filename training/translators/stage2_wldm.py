@@ -32,6 +32,7 @@ from MRSynthLib.networks.latent_split import LatentSplit, LatentSplitConfig, mod
 from MRSynthLib.networks.wldm import WLDMDenoiser
 from MRSynthLib.methods.translators.samplers import Schedule
 from training.config import ConfigError, TrainConfig
+from training.kinds import KindExport
 from training.translators.stage2_ldm import latent_scale
 from training.translators.stage2_latents import LatentCase, random_window
 
@@ -248,8 +249,8 @@ def validate_wldm(engine, cases: list[LatentCase], slots: tuple[str, ...], sourc
     return result, preview
 
 
-def wldm_parts(config: TrainConfig, autoencoder: LatentAutoencoder, slots: tuple[str, ...], best: dict):
-    """``(inputs, outputs, networks, parts)`` of a ``wldm`` bundle from the best checkpoint ``best``."""
+def export_wldm(config: TrainConfig, autoencoder: LatentAutoencoder, slots: tuple[str, ...], best: dict) -> KindExport:
+    """The parts of a ``wldm`` bundle from the best checkpoint ``best`` (its registry export)."""
     wldm = config.method.wldm
     sources, targets = wldm.slots_for(slots)
     denoiser = WLDMDenoiser(wldm.denoiser_for(autoencoder.config, slots))
@@ -259,7 +260,7 @@ def wldm_parts(config: TrainConfig, autoencoder: LatentAutoencoder, slots: tuple
     sampling = dataclasses.replace(wldm.sampling, latent_scale=float(best["extra"]["latent_scale"]))
     networks = {"wldm_split": split.config.to_dict(), "wldm_denoiser": denoiser.config.to_dict(),
                 "diffusion": sampling.to_dict()}
-    return sources, targets, networks, {"wldm_split": split, "wldm_denoiser": denoiser}
+    return KindExport({"wldm_split": split, "wldm_denoiser": denoiser}, networks, sources, targets)
 
 
 def wldm_card(card):

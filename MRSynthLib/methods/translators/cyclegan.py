@@ -7,6 +7,7 @@ import numpy as np
 
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.methods.translators.dropout import DropoutKind
+from MRSynthLib.methods.translators.kind_example import KindExample
 from MRSynthLib.methods.translators.window import Window, WindowResult, encode_each
 
 
@@ -43,4 +44,12 @@ class CycleGANKind(DropoutKind):
         return WindowResult(image[0], moments, np.ones((1,) + latents.shape[2:], np.float32), count)
 
 
-__all__ = ["CycleGANKind"]
+
+def example() -> KindExample:
+    """A tiny ``cyclegan`` bundle's content (:mod:`MRSynthLib.methods.translators.kind_example`)."""
+    from MRSynthLib.networks.configs.cyclegan import GeneratorConfig
+
+    networks = {"generator": GeneratorConfig(source="t1", target="t1ce", hidden=8, num_blocks=1).to_dict()}
+    return KindExample(networks, ("t1",), ("t1ce",), (("t1",), "t1ce"))
+
+__all__ = ["CycleGANKind", "example"]

@@ -17,6 +17,7 @@ import numpy as np
 
 from MRSynthLib.methods.translators.samplers import SamplingConfig
 from MRSynthLib.methods.translators.sampling import sample_runs
+from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample, tiny_sampling
 from MRSynthLib.methods.translators.window import Window, WindowResult, encode_each, image_moments, onehot
 
 
@@ -93,4 +94,16 @@ class DiffusionKind:
         return WindowResult(images[0], moments, weights, self.samples if moments else 0)
 
 
-__all__ = ["DiffusionKind"]
+
+def example() -> KindExample:
+    """A tiny ``ldm`` bundle's content (:mod:`MRSynthLib.methods.translators.kind_example`)."""
+    from MRSynthLib.networks.configs.denoiser import DenoiserConfig
+    from MRSynthLib.networks.configs.fusion import FusionConfig
+
+    networks = {"translator": FusionConfig(hidden=8, num_blocks=1).to_dict(),
+                "denoiser": DenoiserConfig(channels=(8, 8, 16), attention_levels=(False, False, False),
+                                           norm_num_groups=4, num_head_channels=16).to_dict(),
+                "diffusion": tiny_sampling()}
+    return KindExample(networks, ALL_SLOTS, ALL_SLOTS, (("t1", "t2", "flair"), "t1ce"))
+
+__all__ = ["DiffusionKind", "example"]

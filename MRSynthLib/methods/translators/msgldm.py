@@ -16,6 +16,7 @@ import numpy as np
 
 from MRSynthLib.methods.translators.samplers import SamplingConfig
 from MRSynthLib.methods.translators.sampling import sample_runs
+from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample, tiny_sampling
 from MRSynthLib.methods.translators.window import Window, WindowResult, encode_each, image_moments
 
 
@@ -66,3 +67,14 @@ class MSGLDMKind:
         moments = image_moments(images) if self.samples > 1 else None
         return WindowResult(images[0], moments, weights if self.contributions else None,
                             self.samples if moments else 0)
+
+
+def example() -> KindExample:
+    """A tiny ``msgldm`` bundle's content (:mod:`MRSynthLib.methods.translators.kind_example`)."""
+    from MRSynthLib.networks.configs.msgldm import MSGLDMConfig
+
+    networks = {"msgldm": MSGLDMConfig(channels=(8, 8), style_dim=4, style_width=8, attention_width=8,
+                                       attention_heads=1, denoiser_channels=(8, 16), norm_num_groups=4,
+                                       num_head_channels=8).to_dict(),
+                "diffusion": tiny_sampling()}
+    return KindExample(networks, ALL_SLOTS, ALL_SLOTS, (("t1", "t2", "flair"), "t1ce"))

@@ -11,7 +11,7 @@ A bundle of method ``<latent>-<kind>`` (``fsq-ldm``, ``vq-cyclegan``, ...) holds
 Adding a kind: its network (``MRSynthLib/networks/<kind>.py`` with a torch-free config in
 ``networks/configs/<kind>.py``), its window class (``MRSynthLib/methods/translators/<kind>.py``), and one
 :class:`KindSpec` line in :data:`KINDS` below (plus a :class:`Part` and its :class:`Graph` s when the kind
-brings a new network). The training package has its own registry (``training/translators/stage2_methods.py``).
+brings a new network). The training package has its own registry (``training/kinds.py``).
 
 Importing this module imports neither torch nor onnxruntime: parts name their torch class as a string.
 """
@@ -19,6 +19,7 @@ Importing this module imports neither torch nor onnxruntime: parts name their to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from MRSynthLib.networks.configs.autoencoder import AutoencoderConfig
 from MRSynthLib.networks.configs.cyclegan import GeneratorConfig
@@ -30,13 +31,14 @@ from MRSynthLib.networks.configs.sscf import SSCFConfig
 from MRSynthLib.networks.configs.targetcode import TargetCodeConfig
 from MRSynthLib.networks.configs.vqseq2seq import VQSeq2SeqConfig
 from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
-from MRSynthLib.methods.translators.cyclegan import CycleGANKind
-from MRSynthLib.methods.translators.ldm import DiffusionKind
-from MRSynthLib.methods.translators.msgldm import MSGLDMKind
-from MRSynthLib.methods.translators.sscf import SSCFKind
-from MRSynthLib.methods.translators.targetcode import TargetCodeKind
-from MRSynthLib.methods.translators.vqseq2seq import VQSeq2SeqKind
-from MRSynthLib.methods.translators.wldm import WLDMKind
+from MRSynthLib.methods.translators.kind_example import KindExample
+from MRSynthLib.methods.translators.cyclegan import CycleGANKind, example as cyclegan_example
+from MRSynthLib.methods.translators.ldm import DiffusionKind, example as ldm_example
+from MRSynthLib.methods.translators.msgldm import MSGLDMKind, example as msgldm_example
+from MRSynthLib.methods.translators.sscf import SSCFKind, example as sscf_example
+from MRSynthLib.methods.translators.targetcode import TargetCodeKind, example as targetcode_example
+from MRSynthLib.methods.translators.vqseq2seq import VQSeq2SeqKind, example as vqseq2seq_example
+from MRSynthLib.methods.translators.wldm import WLDMKind, example as wldm_example
 
 LATENT_PREFIXES = ("fsq", "vq", "kl")
 """A method is ``<latent>-<kind>``: the autoencoder's latent (``fsq`` by default) and the translator kind."""
@@ -78,6 +80,8 @@ class KindSpec:
         window: the class that synthesizes one window: ``window(engine, names, target, samples, seed,
             sample_batch, contributions).run(Window) -> WindowResult`` (:mod:`MRSynthLib.methods.translators.window`).
         uncertainty: how its uncertainty map is made (for documentation and model cards).
+        example: ``example() -> KindExample``: the smallest valid bundle content of the kind (tests build a
+            random-weight bundle of every kind from it; :mod:`MRSynthLib.methods.translators.kind_example`).
     """
 
     name: str
@@ -85,6 +89,7 @@ class KindSpec:
     graphs: tuple[str, ...]
     window: type
     uncertainty: str
+    example: Callable[[], KindExample]
 
 
 PARTS: dict[str, Part] = {part.name: part for part in (
@@ -134,20 +139,21 @@ _DROPOUT_PASSES = "voxel-wise std over N passes of MC channel dropout alternatin
 
 KINDS: dict[str, KindSpec] = {spec.name: spec for spec in (
     KindSpec("ldm", ("autoencoder", "translator", "denoiser"),
-             _CODEC + ("translator_fuse", "translator_head", "denoiser"), DiffusionKind, _DIFFUSION_SAMPLES),
+             _CODEC + ("translator_fuse", "translator_head", "denoiser"), DiffusionKind, _DIFFUSION_SAMPLES,
+             ldm_example),
     KindSpec("cyclegan", ("autoencoder", "generator"), _CODEC + ("generator_features", "generator_head"),
-             CycleGANKind, _DROPOUT_PASSES),
+             CycleGANKind, _DROPOUT_PASSES, cyclegan_example),
     KindSpec("targetcode", ("autoencoder", "targetcode"), _CODEC + ("targetcode_features", "targetcode_head"),
-             TargetCodeKind, _DROPOUT_PASSES),
+             TargetCodeKind, _DROPOUT_PASSES, targetcode_example),
     KindSpec("vqseq2seq", ("autoencoder", "vqseq2seq"),
              _CODEC + ("vqseq2seq_encode", "vqseq2seq_fuse", "vqseq2seq_decode"), VQSeq2SeqKind,
-             "voxel-wise std over N draws from the fused common-space posterior"),
+             "voxel-wise std over N draws from the fused common-space posterior", vqseq2seq_example),
     KindSpec("sscf", ("autoencoder", "sscf"), _CODEC + ("sscf_encode", "sscf_retrieve", "sscf_head"), SSCFKind,
-             _DROPOUT_PASSES + ", cycling through the nearest memory prototypes"),
+             _DROPOUT_PASSES + ", cycling through the nearest memory prototypes", sscf_example),
     KindSpec("msgldm", ("autoencoder", "msgldm"), _CODEC + ("msgldm_structure", "msgldm_denoiser"), MSGLDMKind,
-             _DIFFUSION_SAMPLES),
+             _DIFFUSION_SAMPLES, msgldm_example),
     KindSpec("wldm", ("autoencoder", "wldm_split", "wldm_denoiser"), _CODEC + ("wldm_split", "wldm_denoiser"),
-             WLDMKind, _DIFFUSION_SAMPLES),
+             WLDMKind, _DIFFUSION_SAMPLES, wldm_example),
 )}
 
 
@@ -157,4 +163,4 @@ def method_kind(method: str) -> str | None:
     return kind if prefix in LATENT_PREFIXES and kind in KINDS else None
 
 
-__all__ = ["GRAPHS", "KINDS", "LATENT_PREFIXES", "PARTS", "Graph", "KindSpec", "Part", "method_kind"]
+__all__ = ["GRAPHS", "KINDS", "LATENT_PREFIXES", "PARTS", "Graph", "KindExample", "KindSpec", "Part", "method_kind"]

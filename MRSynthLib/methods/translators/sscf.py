@@ -21,6 +21,7 @@ import numpy as np
 
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.methods.translators.dropout import DropoutKind
+from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample
 from MRSynthLib.methods.translators.window import Window, WindowResult, encode_each
 
 INVALID = -2.0  # = MRSynthLib.networks.sscf_memory.INVALID (kept here so this module needs no torch)
@@ -92,3 +93,11 @@ class SSCFKind(DropoutKind):
         flipped = self._encode(np.ascontiguousarray(latents[..., ::-1])) if self.samples > 1 else None
         moments, count = self.stochastic_moments({False: state, True: flipped}, window.report)
         return WindowResult(image[0], moments, state["weights"], count)
+
+
+def example() -> KindExample:
+    """A tiny ``sscf`` bundle's content (:mod:`MRSynthLib.methods.translators.kind_example`)."""
+    from MRSynthLib.networks.configs.sscf import SSCFConfig
+
+    networks = {"sscf": SSCFConfig(hidden=8, num_blocks=1, bank_size=4, top_k=2).to_dict()}
+    return KindExample(networks, ALL_SLOTS, ALL_SLOTS, (("t1", "t2", "flair"), "t1ce"))

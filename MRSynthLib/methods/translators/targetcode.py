@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from MRSynthLib.methods.translators.dropout import DropoutKind
+from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample
 from MRSynthLib.methods.translators.window import Window, WindowResult, encode_each, onehot, precision_weights
 
 
@@ -56,4 +57,12 @@ class TargetCodeKind(DropoutKind):
         return WindowResult(image[0], moments, weights[0].mean(axis=1), count)
 
 
-__all__ = ["TargetCodeKind"]
+
+def example() -> KindExample:
+    """A tiny ``targetcode`` bundle's content (:mod:`MRSynthLib.methods.translators.kind_example`)."""
+    from MRSynthLib.networks.configs.targetcode import TargetCodeConfig
+
+    return KindExample({"targetcode": TargetCodeConfig(hidden=8, num_blocks=1).to_dict()}, ALL_SLOTS, ALL_SLOTS,
+                       (("t1", "t2"), "flair"))
+
+__all__ = ["TargetCodeKind", "example"]

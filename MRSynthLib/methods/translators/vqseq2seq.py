@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from MRSynthLib.methods.translators.samplers import seeded_normal
+from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample
 from MRSynthLib.methods.translators.window import Window, WindowResult, encode_each, image_moments, onehot
 
 
@@ -63,3 +64,11 @@ class VQSeq2SeqKind:
                 moments = part if moments is None else (moments[0] + part[0], moments[1] + part[1])
             count = self.samples
         return WindowResult(image, moments, weights[0] if self.contributions else None, count)
+
+
+def example() -> KindExample:
+    """A tiny ``vqseq2seq`` bundle's content (:mod:`MRSynthLib.methods.translators.kind_example`)."""
+    from MRSynthLib.networks.configs.vqseq2seq import VQSeq2SeqConfig
+
+    networks = {"vqseq2seq": VQSeq2SeqConfig(hidden=8, num_blocks=1, common_channels=4, codebook_size=16).to_dict()}
+    return KindExample(networks, ALL_SLOTS, ALL_SLOTS, (("t1", "t2"), "flair"))

@@ -21,6 +21,7 @@ import numpy as np
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.methods.translators.samplers import SamplingConfig
 from MRSynthLib.methods.translators.ldm import DiffusionKind
+from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample, tiny_sampling
 from MRSynthLib.methods.translators.window import onehot
 
 AUTO_WINDOW = 64
@@ -72,3 +73,15 @@ class WLDMKind(DiffusionKind):
             condition["structure"][0, slot] = structure[row]
             condition["modality"][0, slot] = modality[row]
         return condition
+
+
+def example() -> KindExample:
+    """A tiny ``wldm`` bundle's content (:mod:`MRSynthLib.methods.translators.kind_example`)."""
+    from MRSynthLib.networks.configs.latent_split import LatentSplitConfig
+    from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
+
+    networks = {"wldm_split": LatentSplitConfig(split_channels=2).to_dict(),
+                "wldm_denoiser": WLDMDenoiserConfig(split_channels=2, channels=(8, 16), attention_channels=8,
+                                                    norm_num_groups=4).to_dict(),
+                "diffusion": tiny_sampling()}
+    return KindExample(networks, ALL_SLOTS, ALL_SLOTS, (("t1", "t2"), "flair"))
