@@ -160,7 +160,8 @@ def main(argv=None) -> None:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -201,7 +202,8 @@ def main(argv=None) -> None:
         elapsed = time.monotonic() - started
         if elapsed > budget:
             break
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
+        warmup = min(1.0, (step + 1) / args.warmup)
+        lr = args.lr * warmup * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
         for group in optimiser.param_groups:
             group["lr"] = lr
         batch = [sample(train, names, rng, args.patch) for _ in range(args.batch)]
