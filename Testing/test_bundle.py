@@ -137,3 +137,15 @@ def test_card_says_whether_a_case_was_seen_in_training():
     assert card.seen_in_training("ms-ljubljana-p26") is False  # a test case was held out
     assert card.seen_in_training("gli-00001") is False  # whole ids only
     assert _card().seen_in_training("x") is None  # not recorded
+
+
+def test_card_networks_read_typed_with_one_sentence_errors(tmp_path):
+    card = load_bundle(random_bundle(tmp_path / "b")).card
+    autoencoder = card.network("autoencoder", AutoencoderConfig)
+    assert isinstance(autoencoder, AutoencoderConfig) and autoencoder.to_dict() == card.networks["autoencoder"]
+    assert card.network("translator", FusionConfig).contrasts == tuple(card.networks["translator"]["contrasts"])
+    with pytest.raises(BundleError, match=r"has no networks\.denoiser section: re-export"):
+        card.network("denoiser", FusionConfig)
+    broken = ModelCard(**{**card.__dict__, "networks": {**card.networks, "translator": {"hidden": "many"}}})
+    with pytest.raises(BundleError, match=r"malformed networks\.translator section .*: re-export"):
+        broken.network("translator", FusionConfig)

@@ -18,6 +18,7 @@ import torch
 from MRSynthLib.models.bundle import ModelCard, load_bundle
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.networks.autoencoder import AutoencoderConfig
+from MRSynthLib.networks.configs.denoiser import DenoiserConfig
 from MRSynthLib.methods.translators.graphs import build_part
 from MRSynthLib.preprocessing.preprocess import PreprocessSpec
 from MRSynthLib.methods.translators.samplers import SamplingConfig, Schedule
@@ -180,7 +181,7 @@ def test_ldm_contribution_is_occlusion_sensitivity():
     graphs = {"translator_fuse": lambda latents, **_: (np.zeros((1, 1) + latents.shape[3:], np.float32), None),
               "translator_head": lambda hidden, **_: (hidden,), "denoiser": denoiser}
     networks = {"translator": {"contrasts": ["t1", "t2", "flair"], "hidden": 1},
-                "denoiser": {"latent_channels": 1, "channels": [8]},
+                "denoiser": DenoiserConfig(latent_channels=1, channels=(8,), attention_levels=(False,)).to_dict(),
                 "diffusion": SamplingConfig(steps=4).to_dict()}
     engine = FakeEngine("ldm", graphs, networks)
     rng = np.random.default_rng(2)

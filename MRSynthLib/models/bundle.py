@@ -13,11 +13,15 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from MRSynthLib.contrasts import canonical_contrast
 from MRSynthLib.errors import BundleError
 from MRSynthLib.files.input_digest import sha256_file  # noqa: F401  (bundles hash their files with it)
 from MRSynthLib.preprocessing.preprocess import PreprocessSpec
+
+NetworkConfig = TypeVar("NetworkConfig")
+"""A torch-free architecture dataclass with ``from_dict`` (``MRSynthLib.networks.configs``)."""
 
 CARD_NAME = "bundle.json"
 FORMAT_VERSION = 1
@@ -28,8 +32,8 @@ SYNTHETIC_NOTICE = "SYNTHETIC - not for diagnosis"
 class ModelCard:
     """Everything about a bundle except its weights.
 
-    ``networks`` maps a part name (``"autoencoder"``, ``"translator"``) to its architecture config;
-    ``weights`` maps a file name inside the bundle to its sha256.
+    ``networks`` maps a part name (``"autoencoder"``, ``"translator"``) to its architecture config as stored
+    (read it typed with :meth:`network`); ``weights`` maps a file name inside the bundle to its sha256.
     """
 
     name: str
@@ -50,6 +54,14 @@ class ModelCard:
     licence: str = "Apache-2.0"
     citation: str = ""
     format_version: int = FORMAT_VERSION
+
+    def network(self, part: str, config: type[NetworkConfig]) -> NetworkConfig:
+        """``networks[part]`` as the typed, torch-free ``config`` class (its ``from_dict``).
+
+        Raises:
+            BundleError: the card has no such entry, or it does not make a valid ``config``.
+        """
+        return card_network(self, part, config)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -176,6 +188,18 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
                 f"Weight file {file_path} does not match the sha256 in {card_path} (tampered or damaged): re-copy the bundle."
             )
     return Bundle(path=folder, card=card)
+
+
+def card_network(card, part: str, config: type[NetworkConfig]) -> NetworkConfig:
+    """:meth:`ModelCard.network` for any card-like object with ``name`` and ``networks``."""
+    data = card.networks.get(part)
+    if not isinstance(data, dict):
+        raise BundleError(f"Model card of {card.name} has no networks.{part} section: re-export the bundle.")
+    try:
+        return config.from_dict(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(f"Model card of {card.name} has a malformed networks.{part} section ({error}): "
+                          f"re-export the bundle.") from None
 
 
 def write_card(card: ModelCard, folder: str | os.PathLike, overwrite: bool = True) -> Path:

@@ -66,8 +66,8 @@ class TorchEngine:
         self.torch_device = pick_device(device)
         self.device = str(self.torch_device)
         try:
-            ae_config = AutoencoderConfig.from_dict(card.networks["autoencoder"])
-            tr_config = FusionConfig.from_dict(card.networks["translator"])
+            ae_config = card.network("autoencoder", AutoencoderConfig)
+            tr_config = card.network("translator", FusionConfig)
             self.autoencoder = FSQAutoencoder(ae_config)
             self.translator = FusionTranslator(tr_config)
             self.autoencoder.load_state_dict(_load_state(bundle, "autoencoder.safetensors"))

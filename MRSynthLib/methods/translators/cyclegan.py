@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from MRSynthLib.models.bundle import card_network
+from MRSynthLib.networks.configs.cyclegan import GeneratorConfig
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.methods.translators.dropout import DropoutKind
 from MRSynthLib.methods.translators.kind_example import KindExample
@@ -17,12 +19,12 @@ class CycleGANKind(DropoutKind):
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
         super().__init__(samples, seed, sample_batch)
-        generator = engine.card.networks["generator"]
-        if names != [generator["source"]] or target != generator["target"]:
-            raise ContrastError(f"Model {engine.card.name} translates {generator['source']} into {generator['target']} "
-                                f"only: give exactly --input {generator['source']}=... and --target {generator['target']}.")
+        generator = card_network(engine.card, "generator", GeneratorConfig)
+        if names != [generator.source] or target != generator.target:
+            raise ContrastError(f"Model {engine.card.name} translates {generator.source} into {generator.target} "
+                                f"only: give exactly --input {generator.source}=... and --target {generator.target}.")
         self.engine = engine
-        self.hidden, self.dropout = int(generator["hidden"]), float(generator["dropout"])
+        self.hidden, self.dropout = generator.hidden, generator.dropout
         self.latent_multiple = 1
 
     def head_images(self, features, scales):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from MRSynthLib.models.bundle import card_network
+from MRSynthLib.networks.configs.autoencoder import AutoencoderConfig
 from MRSynthLib.models.bundle import Bundle
 from MRSynthLib.errors import BundleError, MRSynthError
 from MRSynthLib.runtime.onnx_backend import onnx_session, session_options
@@ -62,11 +64,7 @@ class _GraphEngine:
     def __init__(self, card, origin) -> None:
         self.card = card
         self.kind = _check_method(card, origin)
-        try:
-            channels = card.networks["autoencoder"]["channels"]
-        except (KeyError, TypeError):
-            raise BundleError(f"Bundle {origin} has no autoencoder architecture in its card: re-export it.") from None
-        self.downsampling = 2 ** (len(channels) - 1)
+        self.downsampling = card_network(card, "autoencoder", AutoencoderConfig).downsampling
 
     def run(self, graph: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from MRSynthLib.models.bundle import card_network
+from MRSynthLib.networks.configs.denoiser import DenoiserConfig
+from MRSynthLib.networks.configs.fusion import FusionConfig
 from MRSynthLib.methods.translators.samplers import SamplingConfig
 from MRSynthLib.methods.translators.sampling import sample_runs
 from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample, tiny_sampling
@@ -28,13 +31,14 @@ class DiffusionKind:
 
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
-        networks = engine.card.networks
+        translator = card_network(engine.card, "translator", FusionConfig)
+        denoiser = card_network(engine.card, "denoiser", DenoiserConfig)
         self.engine = engine
-        self.slots = tuple(networks["translator"]["contrasts"])
-        self.hidden = int(networks["translator"]["hidden"])
-        self.sampling = SamplingConfig.from_dict(networks["diffusion"])
-        self.latent_channels = int(networks["denoiser"]["latent_channels"])
-        self.latent_multiple = 2 ** (len(networks["denoiser"]["channels"]) - 1)
+        self.slots = translator.contrasts
+        self.hidden = translator.hidden
+        self.sampling = card_network(engine.card, "diffusion", SamplingConfig)
+        self.latent_channels = denoiser.latent_channels
+        self.latent_multiple = denoiser.multiple
         self.names, self.samples, self.seed = names, samples, seed
         self.batch = max(1, sample_batch)
         self.contributions = contributions

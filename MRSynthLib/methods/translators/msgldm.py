@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from MRSynthLib.models.bundle import card_network
+from MRSynthLib.networks.configs.msgldm import MSGLDMConfig
 from MRSynthLib.methods.translators.samplers import SamplingConfig
 from MRSynthLib.methods.translators.sampling import sample_runs
 from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample, tiny_sampling
@@ -25,12 +27,12 @@ class MSGLDMKind:
 
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
-        network = engine.card.networks["msgldm"]
+        network = card_network(engine.card, "msgldm", MSGLDMConfig)
         self.engine = engine
-        self.slots = tuple(network["contrasts"])
-        self.sampling = SamplingConfig.from_dict(engine.card.networks["diffusion"])
-        self.latent_channels = int(network["latent_channels"])
-        self.latent_multiple = 2 ** max(len(network["channels"]) - 1, len(network["denoiser_channels"]) - 1)
+        self.slots = network.contrasts
+        self.sampling = card_network(engine.card, "diffusion", SamplingConfig)
+        self.latent_channels = network.latent_channels
+        self.latent_multiple = network.multiple
         self.names, self.samples, self.seed = names, samples, seed
         self.batch = max(1, sample_batch)
         self.contributions = contributions

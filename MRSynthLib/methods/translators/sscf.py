@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from MRSynthLib.models.bundle import card_network
+from MRSynthLib.networks.configs.sscf import SSCFConfig
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.methods.translators.dropout import DropoutKind
 from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample
@@ -46,14 +48,14 @@ class SSCFKind(DropoutKind):
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
         super().__init__(samples, seed, sample_batch)
-        config = engine.card.networks["sscf"]
-        slots = tuple(config["contrasts"])
+        config = card_network(engine.card, "sscf", SSCFConfig)
+        slots = config.contrasts
         unknown = [n for n in names + [target] if n not in slots]
         if unknown:
             raise ContrastError(f"Model {engine.card.name} knows the contrasts {', '.join(slots)}, not "
                                 f"{', '.join(unknown)}: choose among those.")
         self.engine = engine
-        self.hidden, self.dropout, self.top_k = int(config["hidden"]), float(config["dropout"]), int(config["top_k"])
+        self.hidden, self.dropout, self.top_k = config.hidden, config.dropout, config.top_k
         m = len(slots)
         self.slot_codes = np.eye(m, dtype=np.float32)[[slots.index(n) for n in names]]
         self.target_onehot = np.eye(m, dtype=np.float32)[[slots.index(target)]]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from MRSynthLib.models.bundle import card_network
+from MRSynthLib.networks.configs.targetcode import TargetCodeConfig
 from MRSynthLib.methods.translators.dropout import DropoutKind
 from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample
 from MRSynthLib.methods.translators.window import Window, WindowResult, encode_each, onehot, precision_weights
@@ -17,10 +19,10 @@ class TargetCodeKind(DropoutKind):
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
         super().__init__(samples, seed, sample_batch)
-        config = engine.card.networks["targetcode"]
-        slots = tuple(config["contrasts"])
+        config = card_network(engine.card, "targetcode", TargetCodeConfig)
+        slots = config.contrasts
         self.engine = engine
-        self.hidden, self.dropout = int(config["hidden"]), float(config["dropout"])
+        self.hidden, self.dropout = config.hidden, config.dropout
         self.source_codes = onehot(len(slots), [slots.index(n) for n in names])
         self.target_codes = onehot(len(slots), [slots.index(target)] * len(names))
         self.latent_multiple = 1

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from MRSynthLib.models.bundle import card_network
+from MRSynthLib.networks.configs.vqseq2seq import VQSeq2SeqConfig
 from MRSynthLib.methods.translators.samplers import seeded_normal
 from MRSynthLib.methods.translators.kind_example import ALL_SLOTS, KindExample
 from MRSynthLib.methods.translators.window import Window, WindowResult, encode_each, image_moments, onehot
@@ -29,11 +31,11 @@ class VQSeq2SeqKind:
 
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
-        config = engine.card.networks["vqseq2seq"]
-        slots = tuple(config["contrasts"])
+        config = card_network(engine.card, "vqseq2seq", VQSeq2SeqConfig)
+        slots = config.contrasts
         self.engine, self.samples, self.seed = engine, samples, seed
         self.batch = max(1, sample_batch)
-        self.common_channels = int(config["common_channels"])
+        self.common_channels = config.common_channels
         self.target_code = onehot(len(slots), [slots.index(target)])
         self.contributions = contributions
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from MRSynthLib.models.bundle import card_network
+from MRSynthLib.networks.configs.wldm import WLDMDenoiserConfig
 from MRSynthLib.errors import ContrastError
 from MRSynthLib.methods.translators.samplers import SamplingConfig
 from MRSynthLib.methods.translators.ldm import DiffusionKind
@@ -37,19 +39,17 @@ class WLDMKind(DiffusionKind):
 
     def __init__(self, engine, names: list[str], target: str, samples: int, seed: int, sample_batch: int,
                  contributions: bool) -> None:
-        networks = engine.card.networks
-        denoiser = networks["wldm_denoiser"]
+        denoiser = card_network(engine.card, "wldm_denoiser", WLDMDenoiserConfig)
         self.engine = engine
-        self.slots = tuple(denoiser["contrasts"])
+        self.slots = denoiser.contrasts
         unknown = [n for n in names + [target] if n not in self.slots]
         if unknown:
             raise ContrastError(f"Model {engine.card.name} knows the contrasts {', '.join(self.slots)}, not "
                                 f"{', '.join(unknown)}: choose inputs and a target among them.")
-        self.sampling = SamplingConfig.from_dict(networks["diffusion"])
-        self.latent_channels = int(denoiser["latent_channels"])
-        pool = int(denoiser["kv_pool"])
-        self.latent_multiple = 2 ** (len(denoiser["channels"]) - 1) * max(pool, 2)
-        self.split_channels = int(denoiser["split_channels"])
+        self.sampling = card_network(engine.card, "diffusion", SamplingConfig)
+        self.latent_channels = denoiser.latent_channels
+        self.latent_multiple = denoiser.multiple
+        self.split_channels = denoiser.split_channels
         self.names, self.samples, self.seed = names, samples, seed
         self.batch = max(1, sample_batch)
         self.contributions = contributions
