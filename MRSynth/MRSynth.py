@@ -58,7 +58,7 @@ from MRSynthSlicerLib.dependencies import (  # noqa: E402
     DependencyError,
     ensure_dependencies,
     plan_dependencies,
-    slicer_pip_install,
+    SlicerInstaller,
 )
 from MRSynthSlicerLib.models import installed_models  # noqa: E402
 from MRSynthSlicerLib.process import LogEvent, Outcome, ProgressEvent  # noqa: E402
@@ -461,33 +461,6 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         key = self.ui.overlayComboBox.currentData or None
         show_synthesis(slicer.mrmlScene, self._results, overlay=key)
         slicer.util.resetSliceViews()
-
-
-#
-# Installing dependencies inside Slicer
-#
-
-
-class SlicerInstaller:
-    """:class:`MRSynthSlicerLib.dependencies.Installer` with Slicer's dialogs, PyTorch extension and pip."""
-
-    def confirm(self, text):
-        return slicer.util.confirmOkCancelDisplay(text, windowTitle=_("MRSynth - install Python packages"))
-
-    def install_torch(self):
-        try:
-            import PyTorchUtils
-        except ImportError:
-            raise DependencyError(
-                "PyTorch is needed for this run: install the PyTorch extension (Extensions Manager), restart Slicer"
-                " and press Apply again, or choose device CPU with a model that has ONNX graphs.") from None
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
-                                                              torchVersionRequirement=TORCH_VERSION_REQUIREMENT)
-        if torch is None:
-            raise DependencyError("PyTorch could not be installed: install it in the PyTorch Utils module, then retry.")
-
-    def pip_install(self, requirements, constraints_file):
-        slicer_pip_install(requirements, constraints_file, slicer.util)  # slicer.packaging on 5.12+, else util
 
 
 #

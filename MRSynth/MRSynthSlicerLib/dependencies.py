@@ -197,6 +197,34 @@ class Installer(Protocol):
     def pip_install(self, requirements: list[str], constraints_file: Path) -> None: ...
 
 
+class SlicerInstaller:
+    """:class:`Installer` with Slicer's dialogs, the PyTorch extension and Slicer's pip (imported when called, so this
+    module loads outside Slicer)."""
+
+    def __init__(self, import_module: Callable[[str], object] = importlib.import_module) -> None:
+        self._import = import_module
+
+    def confirm(self, text: str) -> bool:
+        util, i18n = self._import("slicer.util"), self._import("slicer.i18n")
+        return util.confirmOkCancelDisplay(text, windowTitle=i18n.tr("MRSynth - install Python packages"))
+
+    def install_torch(self) -> None:
+        try:
+            torch_utils = self._import("PyTorchUtils")
+        except ImportError:
+            raise DependencyError(
+                "PyTorch is needed for this run: install the PyTorch extension (Extensions Manager), restart Slicer"
+                " and press Apply again, or choose device CPU with a model that has ONNX graphs.") from None
+        torch = torch_utils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                             torchVersionRequirement=TORCH_VERSION_REQUIREMENT)
+        if torch is None:
+            raise DependencyError("PyTorch could not be installed: install it in the PyTorch Utils module, then retry.")
+
+    def pip_install(self, requirements: list[str], constraints_file: Path) -> None:
+        # slicer.packaging on 5.12+, else slicer.util
+        slicer_pip_install(requirements, constraints_file, self._import("slicer.util"), self._import)
+
+
 def ensure_dependencies(plan: DependencyPlan, installer: Installer, work_dir: Path) -> bool:
     """Install what ``plan`` lists after one confirmation; returns True when anything was installed.
 

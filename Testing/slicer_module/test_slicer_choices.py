@@ -20,6 +20,8 @@ from MRSynthSlicerLib.dependencies import (
     Requirement,
     ensure_dependencies,
     plan_dependencies,
+    SlicerInstaller,
+    TORCH_VERSION_REQUIREMENT,
     slicer_pip_install,
     satisfied,
 )
@@ -291,3 +293,29 @@ def test_declining_installs_nothing_and_a_complete_plan_asks_nothing(tmp_path):
 def test_this_environment_has_what_a_cpu_run_needs():
     """The development venv itself: onnxruntime, scipy, numpy, SimpleITK are installed (metadata, no import)."""
     assert plan_dependencies("cpu", "auto", True).complete
+
+
+def test_slicer_installer_uses_slicer_dialogs_pytorch_extension_and_pip(tmp_path):
+    """The installer the widget hands to ensureDependencies, against stand-ins of the Slicer modules it imports."""
+    calls = []
+    util = types.SimpleNamespace(confirmOkCancelDisplay=lambda text, windowTitle: calls.append(("confirm", windowTitle)) or True,
+                                 pip_install=lambda args: calls.append(("pip", args)))
+    torch_logic = types.SimpleNamespace(installTorch=lambda **kw: calls.append(("torch", kw)) or object())
+    modules = {"slicer.util": util, "slicer.i18n": types.SimpleNamespace(tr=lambda text: text),
+               "PyTorchUtils": types.SimpleNamespace(PyTorchUtilsLogic=lambda: torch_logic)}
+
+    def import_module(name):
+        if name not in modules:
+            raise ImportError(name)
+        return modules[name]
+
+    installer = SlicerInstaller(import_module)
+    assert installer.confirm("install?") is True
+    installer.install_torch()
+    installer.pip_install(["onnxruntime>=1.18"], tmp_path / "c.txt")  # no slicer.packaging: Slicer 5.10's pip_install
+    assert calls == [("confirm", "MRSynth - install Python packages"),
+                     ("torch", {"askConfirmation": False, "torchVersionRequirement": TORCH_VERSION_REQUIREMENT}),
+                     ("pip", ["-c", str(tmp_path / "c.txt"), "onnxruntime>=1.18"])]
+    del modules["PyTorchUtils"]
+    with pytest.raises(DependencyError, match="install the PyTorch extension"):
+        installer.install_torch()
