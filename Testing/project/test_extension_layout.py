@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.paths import REPO
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # script mode: Testing/, for support
+from support.paths import REPO  # noqa: E402
 
 REPO_ROOT = REPO
 MODULE_DIR = REPO_ROOT / "MRSynth"

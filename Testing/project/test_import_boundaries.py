@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from support.paths import REPO
+from pathlib import Path
 
-REPO = REPO
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # script mode: Testing/, for support
+from support.paths import REPO  # noqa: E402
+
+
 HEAVY = ("torch", "monai", "slicer", "vtk")
 
 
