@@ -22,6 +22,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -169,7 +170,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from safetensors.torch import save_file
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
@@ -193,24 +193,34 @@ def main(argv=None) -> None:
     baseline = regression_baseline(held_out, args.folds)
     model = network(args.width)
     write({"event": "network", "parameters": sum(p.numel() for p in model.parameters())})
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    started = time.monotonic()
-    budget = args.minutes * 60
-    step = 0
-    running = []
-    while True:
-        elapsed = time.monotonic() - started
-        if elapsed > budget:
-            break
-        warmup = min(1.0, (step + 1) / args.warmup)
-        lr = args.lr * warmup * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
-        for group in optimiser.param_groups:
-            group["lr"] = lr
+
+    def batch_loss():
         batch = [sample(train, names, rng, args.patch) for _ in range(args.batch)]
         x, y, w = (torch.from_numpy(np.stack(parts)) for parts in zip(*batch))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             out = model(x)
-        loss = (torch.abs(out.float() - y) * w).sum() / w.sum().clamp_min(1.0)
+        return (torch.abs(out.float() - y) * w).sum() / w.sum().clamp_min(1.0)
+
+    train_for_budget(model, batch_loss, lambda: evaluate(model, held_out, baseline), args, write)
+
+
+def train_for_budget(model, batch_loss: Callable, evaluate_now: Callable[[], list], args, write: Callable) -> int:
+    """Train ``model`` on ``batch_loss()`` for ``args.minutes`` of wall clock: AdamW (weight decay 1e-4), ``args.lr``
+    with ``args.warmup`` steps of linear warm-up, then a cosine decay over the time budget, gradient clipping 1.
+    Logs the mean loss every 50 steps; evaluates (``evaluate_now()`` rows) and writes ``args.out/last.safetensors``
+    every ``args.eval_every`` steps and at the end. Returns the number of steps."""
+    import torch
+    from safetensors.torch import save_file
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    started, budget, step, running = time.monotonic(), args.minutes * 60, 0, []
+    while time.monotonic() - started < budget:
+        elapsed = time.monotonic() - started
+        warmup = min(1.0, (step + 1) / args.warmup)
+        lr = args.lr * warmup * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        loss = batch_loss()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -222,11 +232,11 @@ def main(argv=None) -> None:
                    "seconds": round(time.monotonic() - started, 1)})
             running = []
         if step % args.eval_every == 0:
-            write({"event": "eval", "step": step, "rows": evaluate(model, held_out, baseline)})
+            write({"event": "eval", "step": step, "rows": evaluate_now()})
             save_file(dict(model.state_dict()), str(args.out / "last.safetensors"))
-    write({"event": "eval", "step": step, "final": True, "rows": evaluate(model, held_out, baseline)})
+    write({"event": "eval", "step": step, "final": True, "rows": evaluate_now()})
     save_file(dict(model.state_dict()), str(args.out / "last.safetensors"))
-
+    return step
 
 if __name__ == "__main__":
     main()

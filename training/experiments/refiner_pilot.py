@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 
-from training.experiments.image_unet_pilot import CONTRASTS, load_cases
+from training.experiments.image_unet_pilot import CONTRASTS, load_cases, train_for_budget
 
 TASKS = (("t1ce", ("t1", "t2", "flair")), ("flair", ("t1", "t2")), ("t2", ("t1",)))
 CHANNELS = 1 + 2 * len(CONTRASTS) + len(CONTRASTS)  # regression output, inputs, availability, target code
@@ -124,7 +122,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from safetensors.torch import save_file
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
@@ -146,15 +143,10 @@ def main(argv=None) -> None:
     write({"event": "start", "pairs": [f"{n}:{t}" for n, t, _ in pairs], "held_out": held_names,
            **{k: str(v) for k, v in vars(args).items()}})
     model = network(args.width)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     write({"event": "eval", "step": 0, "rows": evaluate(model, held_out, predictions)})
-    started, budget, step, running = time.monotonic(), args.minutes * 60, 0, []
     p = args.patch
-    while time.monotonic() - started < budget:
-        elapsed = time.monotonic() - started
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
-        for group in optimiser.param_groups:
-            group["lr"] = lr
+
+    def batch_loss():
         xs, ys, ws = [], [], []
         for _ in range(args.batch):
             name, target, inputs = pairs[rng.integers(len(pairs))]
@@ -174,23 +166,9 @@ def main(argv=None) -> None:
         x, y, w = (torch.from_numpy(np.stack(a)) for a in (xs, ys, ws))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             residual = model(x)
-        loss = (torch.abs(x[:, :1] + residual.float() - y) * w).sum() / w.sum().clamp_min(1.0)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        step += 1
-        running.append(float(loss.detach()))
-        if step % 50 == 0:
-            write({"event": "train", "step": step, "loss": float(np.mean(running)), "lr": lr,
-                   "seconds": round(time.monotonic() - started, 1)})
-            running = []
-        if step % args.eval_every == 0:
-            write({"event": "eval", "step": step, "rows": evaluate(model, held_out, predictions)})
-            save_file(dict(model.state_dict()), str(args.out / "last.safetensors"))
-    write({"event": "eval", "step": step, "final": True, "rows": evaluate(model, held_out, predictions)})
-    save_file(dict(model.state_dict()), str(args.out / "last.safetensors"))
+        return (torch.abs(x[:, :1] + residual.float() - y) * w).sum() / w.sum().clamp_min(1.0)
 
+    train_for_budget(model, batch_loss, lambda: evaluate(model, held_out, predictions), args, write)
 
 if __name__ == "__main__":
     main()
