@@ -63,3 +63,20 @@ def test_the_training_registry_covers_the_same_kinds_and_its_trainers_import():
         trainer = kind.trainer_class()  # the training loop's Trainer protocol (training.translators.stage2_loop)
         assert all(callable(getattr(trainer, method, None)) for method in ("step", "held_out_loss", "validate")), name
         assert kind.name == name and kind.citation and callable(resolve(kind.export)) and kind.settings_class()()
+
+
+def test_method_sections_come_from_the_training_registry():
+    from training.config import ConfigError, config_from_dict
+    from training.kinds import TRAIN_KINDS
+
+    config = config_from_dict({"name": "x", "method": {"kind": "ldm", "ldm": {"validation_steps": 3}}})
+    assert config.method.ldm.validation_steps == 3 and config.method.stage == "stage2_ldm"
+    assert [name for name, _ in config.method.sections] == list(TRAIN_KINDS)
+    assert all(type(getattr(config.method, name)) is kind.settings_class() for name, kind in TRAIN_KINDS.items())
+    assert config_from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match=r"config\.method has unknown keys \['ldmm'\]: allowed keys are"):
+        config_from_dict({"name": "x", "method": {"kind": "ldm", "ldmm": {}}})
+    with pytest.raises(ConfigError, match=r"config\.method\.ldm\.validation_steps must be int"):
+        config_from_dict({"name": "x", "method": {"ldm": {"validation_steps": "many"}}})
+    with pytest.raises(ConfigError, match="kind must be one of fusion, ldm"):
+        config_from_dict({"name": "x", "method": {"kind": "teleport"}})
