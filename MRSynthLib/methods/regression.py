@@ -32,6 +32,7 @@ import numpy as np
 
 from MRSynthLib.models.bundle import Bundle
 from MRSynthLib.errors import BundleError, ContrastError, MRSynthError, NoUncertaintyError
+from MRSynthLib.runtime.backends import available_cores, effective_threads
 from MRSynthLib.runtime.inference import Prediction
 from MRSynthLib.methods.regression_features import FeatureSpec, voxel_features
 from MRSynthLib.methods.tree_ensemble import TreeEnsemble
@@ -75,6 +76,7 @@ class RegressionEngine:
 
     backend = "numpy"
     device = "cpu"
+    threads = 1  # tree-walking threads (set by :func:`load_engine`)
 
     def __init__(self, bundle: Bundle) -> None:
         from safetensors.numpy import load
@@ -119,7 +121,8 @@ _LOADED: dict[tuple[str, str], RegressionEngine] = {}
 
 
 def load_engine(bundle: Bundle, backend: str = "auto", device: str = "auto", threads: int = 0) -> RegressionEngine:
-    """The bundle's regressors, loaded once per process. Runs in numpy on the CPU (``threads`` is unused)."""
+    """The bundle's regressors, loaded once per process. Runs in numpy on the CPU; ``threads`` walk the trees in
+    parallel (0 = every core this process may use; the output does not depend on it)."""
     if backend not in ("auto", "numpy"):
         raise MRSynthError(f"Model {bundle.card.name} is a regression bundle that runs in numpy: it has no {backend} "
                            f"backend; drop --backend.")
@@ -129,7 +132,9 @@ def load_engine(bundle: Bundle, backend: str = "auto", device: str = "auto", thr
     if key not in _LOADED:
         _LOADED.clear()
         _LOADED[key] = RegressionEngine(bundle)
-    return _LOADED[key]
+    engine = _LOADED[key]
+    engine.threads = effective_threads(threads) or available_cores()
+    return engine
 
 
 def predict(
@@ -171,7 +176,7 @@ def predict(
     features = voxel_features(arrays, mask, regressor.inputs, engine.features, engine.spacing)
     report("trees", 0.0)
     groups = engine.features.groups(regressor.inputs) if contributions else None
-    values, attributions = regressor.trees.predict(features, groups)
+    values, attributions = regressor.trees.predict(features, groups, threads=engine.threads)
     synthetic = np.zeros(mask.shape, dtype=np.float32)
     synthetic[mask] = values
     maps = {}
@@ -186,7 +191,7 @@ def predict(
     if samples != 1:
         report("uncertainty", 0.0)
         uncertainty = np.zeros(mask.shape, dtype=np.float32)
-        uncertainty[mask] = ERROR_SCALE * np.maximum(regressor.error.predict(features)[0], 0.0)
+        uncertainty[mask] = ERROR_SCALE * np.maximum(regressor.error.predict(features, threads=engine.threads)[0], 0.0)
     return Prediction(synthetic, uncertainty, maps, windows=1)
 
 

@@ -160,6 +160,20 @@ def test_path_attributions_add_up_to_the_prediction():
     assert magnitude[2] < magnitude[0]
 
 
+def test_threads_walk_chunks_in_parallel_with_bit_identical_results():
+    from training.regression import ensemble_from_sklearn
+
+    model, x = _fitted(columns=4)
+    trees = ensemble_from_sklearn(model)
+    rows = np.concatenate([x] * 3)
+    groups = np.array([0, 0, 1, 2])
+    serial = trees.predict(rows, groups=groups, chunk=97)
+    for threads in (2, 3, 8):
+        parallel = trees.predict(rows, groups=groups, chunk=97, threads=threads)
+        np.testing.assert_array_equal(parallel[0], serial[0])
+        np.testing.assert_array_equal(parallel[1], serial[1])
+
+
 def test_expected_values_are_count_weighted_means_of_the_leaves():
     # node 0 splits into leaf 1 (value 1, 30 samples) and node 2, which splits into leaves 3 (4, 10) and 4 (-2, 10)
     left, right = np.array([1, 1, 3, 3, 4]), np.array([2, 1, 4, 3, 4])
