@@ -171,8 +171,9 @@ def _section_method(results: dict) -> list[str]:
                 "- A regression bundle (numpy trees per voxel at the bundle's spacing): stages `features` (multi-scale "
                 "intensity features), `trees` (the ensemble, with path attributions only when contribution maps are "
                 "asked for, which the benchmark does not) and `uncertainty` (the error model, with more than one "
-                "sample: one pass whatever the number). The threads variables cap SimpleITK and numpy's libraries; "
-                "the tree walk itself runs in one thread."]),
+                "sample: one pass whatever the number). The threads setting caps SimpleITK and numpy's libraries and "
+                "is the number of threads that walk the trees (chunks of voxels in parallel; the output does not "
+                "depend on it)."]),
             "- Inputs are seeded phantoms (`MRSynthLib.phantom`) saved as int16 `.nii.gz` like scanner exports "
             "(`benchmarks/inputs.py`, cached in `runs/bench-cache/`); the target is t1ce from t1, t2 and flair.",
             "- Each configuration runs once (the whole benchmark has to fit in about 15 minutes), so with the "
