@@ -128,23 +128,27 @@ def evaluate(model, held_out, baseline) -> list[dict]:
     return rows
 
 
-def regression_baseline(held_out, folds: Path) -> dict:
-    """(case, target) -> scores of the regression fold bundle that never saw the case, in model space."""
+def fold_prediction(folds: Path, case: str, arrays: dict, inputs: tuple[str, ...], target: str) -> np.ndarray:
+    """``target`` of ``case`` predicted from ``inputs`` (model space) by the regression fold bundle that never saw it."""
     from MRSynthLib.methods.regression import load_engine, predict
     from MRSynthLib.models.bundle import load_bundle
+
+    engine = load_engine(load_bundle(folds / case))
+    return predict(engine, {c: arrays[c] for c in inputs}, target, mask=arrays["mask"], contributions=False).synthetic
+
+
+def regression_baseline(held_out, folds: Path) -> dict:
+    """(case, target) -> scores of the regression fold bundle that never saw the case, in model space."""
     from MRSynthLib.quality.metrics import evaluate_volumes, sharpness_ratio
 
     out = {}
     for name, arrays in held_out.items():
-        bundle_dir = folds / name
-        if not bundle_dir.exists():
+        if not (folds / name).exists():
             continue
-        engine = load_engine(load_bundle(bundle_dir))
         for target, inputs in TASKS:
             if target not in arrays or not all(c in arrays for c in inputs):
                 continue
-            given = {c: arrays[c] for c in inputs}
-            prediction = predict(engine, given, target, mask=arrays["mask"], contributions=False).synthetic
+            prediction = fold_prediction(folds, name, arrays, inputs, target)
             scores = evaluate_volumes(arrays[target], prediction, arrays["mask"])["brain"]
             out[name, target] = {"psnr": scores["psnr"], "ssim": scores["ssim"],
                                  "sharpness": sharpness_ratio(arrays[target], prediction, arrays["mask"])}

@@ -21,17 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from training.experiments.image_unet_pilot import CONTRASTS, load_cases, train_for_budget
+from training.experiments.image_unet_pilot import CONTRASTS, fold_prediction, load_cases, train_for_budget
 
 TASKS = (("t1ce", ("t1", "t2", "flair")), ("flair", ("t1", "t2")), ("t2", ("t1",)))
 CHANNELS = 1 + 2 * len(CONTRASTS) + len(CONTRASTS)  # regression output, inputs, availability, target code
 
 
 def oof_predictions(cases: dict, folds: Path, cache: Path) -> dict:
-    """(case, target) -> out-of-fold regression prediction ``(z, y, x)`` for every task the case has."""
-    from MRSynthLib.methods.regression import load_engine, predict
-    from MRSynthLib.models.bundle import load_bundle
-
+    """(case, target) -> out-of-fold regression prediction ``(z, y, x)`` for every task the case has (cached)."""
     out = {}
     for name, arrays in cases.items():
         if not (folds / name).exists():
@@ -41,9 +38,7 @@ def oof_predictions(cases: dict, folds: Path, cache: Path) -> dict:
                 continue
             path = cache / name / f"{target}.npy"
             if not path.exists():
-                engine = load_engine(load_bundle(folds / name))
-                prediction = predict(engine, {c: arrays[c] for c in inputs}, target, mask=arrays["mask"],
-                                     contributions=False).synthetic
+                prediction = fold_prediction(folds, name, arrays, inputs, target)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.save(path, prediction.astype(np.float32))
             out[name, target] = np.load(path)

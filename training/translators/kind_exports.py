@@ -6,10 +6,9 @@ card entries and the contrasts the bundle takes and gives.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Callable
 
-from training.kinds import KindExport
+from training.kinds import KindExport, resolve
 
 
 def _mr(slots) -> tuple[str, ...]:
@@ -49,9 +48,7 @@ def single_network(part: str, network: str, settings: str) -> Callable:
     ``config.method.<settings>.network_for(autoencoder_config, slots)``."""
 
     def export(config, autoencoder, slots, best) -> KindExport:
-        module, _, name = network.partition(":")
-        network_class = getattr(import_module(module), name)
-        trained = network_class(getattr(config.method, settings).network_for(autoencoder.config, slots))
+        trained = resolve(network)(getattr(config.method, settings).network_for(autoencoder.config, slots))
         trained.load_state_dict(best["modules"][part])
         return KindExport({part: trained}, {part: trained.config.to_dict()}, _mr(slots), _mr(slots))
 

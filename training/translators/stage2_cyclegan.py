@@ -12,7 +12,6 @@ PSNR of ``G``), which the phantom validation set provides.
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from MRSynthLib.quality.metrics import psnr
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from MRSynthLib.networks.cyclegan import LatentGenerator, build_discriminator
 from training.config import ConfigError, TrainConfig
-from training.translators.stage2_latents import LatentCase, random_window
+from training.translators.stage2_latents import LatentCase, random_window, validation_engine
 
 HELD_OUT_SEED = 987_655
 
@@ -131,12 +130,8 @@ class CycleGANTrainer:
         return {"val_cycle": cycle.item(), "val_identity": identity.item()}
 
     def engine(self):
-        from MRSynthLib.methods.translators.engines import TorchGraphEngine
-
-        networks = {"autoencoder": self.autoencoder.config.to_dict(), "generator": self.generator_config.to_dict()}
-        card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-cyclegan", networks=networks)
-        return TorchGraphEngine.from_parts(card, {"autoencoder": self.autoencoder, "generator": self.forward_net},
-                                           str(self.device))
+        return validation_engine("cyclegan", self.autoencoder, {"generator": (self.forward_net, self.generator_config)},
+                                 self.device)
 
     @torch.no_grad()
     def validate(self, final: bool):

@@ -205,3 +205,23 @@ def paired_cases(cases: list[LatentCase], what: str) -> list[LatentCase]:
     if not usable:
         raise ConfigError(f"no {what} case has two or more of the translator's contrasts: stage 2 cannot train")
     return usable
+
+
+def validation_engine(kind: str, autoencoder: LatentAutoencoder, parts: dict, device, sampling=None, steps: int = 0):
+    """A torch engine over a kind's networks in memory, so validation runs through the real inference driver.
+
+    Args:
+        parts: part name -> ``(module, its architecture config)`` besides the autoencoder.
+        sampling: the diffusion kinds' :class:`~MRSynthLib.methods.translators.samplers.SamplingConfig`; validation
+            samples deterministically with it (DDIM, eta 0, ``steps`` steps).
+    """
+    from types import SimpleNamespace
+
+    from MRSynthLib.methods.translators.engines import TorchGraphEngine
+
+    networks = {"autoencoder": autoencoder.config.to_dict(), **{name: config.to_dict() for name, (_, config) in parts.items()}}
+    if sampling is not None:
+        networks["diffusion"] = dataclasses.replace(sampling, steps=steps, sampler="ddim", eta=0.0).to_dict()
+    card = SimpleNamespace(name="validation", method=f"{autoencoder.config.latent}-{kind}", networks=networks)
+    modules = {"autoencoder": autoencoder, **{name: module for name, (module, _) in parts.items()}}
+    return TorchGraphEngine.from_parts(card, modules, str(device))

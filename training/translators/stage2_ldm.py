@@ -13,7 +13,6 @@ end; checkpoints are selected by the velocity loss on a fixed held-out batch.
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from MRSynthLib.networks.denoiser import LatentDenoiser
 from MRSynthLib.networks.fusion import FusionTranslator
 from MRSynthLib.methods.translators.samplers import Schedule
 from training.config import TrainConfig
-from training.translators.stage2_latents import LatentCase, random_task, random_window
+from training.translators.stage2_latents import LatentCase, random_task, random_window, validation_engine
 
 HELD_OUT_SEED = 987_654
 
@@ -128,15 +127,9 @@ class LDMTrainer:
 
     def engine(self):
         """An inference engine over the networks in memory (the validation goes through the real driver)."""
-        from MRSynthLib.methods.translators.engines import TorchGraphEngine
-
-        networks = {"autoencoder": self.autoencoder.config.to_dict(), "translator": self.fusion.config.to_dict(),
-                    "denoiser": self.denoiser_config.to_dict(),
-                    "diffusion": dataclasses.replace(self.sampling, steps=self.config.method.ldm.validation_steps,
-                                                     sampler="ddim", eta=0.0).to_dict()}
-        card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-ldm", networks=networks)
-        parts = {"autoencoder": self.autoencoder, "translator": self.fusion, "denoiser": self.denoiser}
-        return TorchGraphEngine.from_parts(card, parts, str(self.device))
+        parts = {"translator": (self.fusion, self.fusion.config), "denoiser": (self.denoiser, self.denoiser_config)}
+        return validation_engine("ldm", self.autoencoder, parts, self.device, self.sampling,
+                                 self.config.method.ldm.validation_steps)
 
     @torch.no_grad()
     def validate(self, final: bool):

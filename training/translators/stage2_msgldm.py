@@ -20,7 +20,6 @@ checkpoints are selected by the held-out total loss (fixed batch, times and nois
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ from MRSynthLib.methods.translators.samplers import Schedule
 from training.config import TrainConfig
 from training.translators.stage2_ldm import latent_scale
 from training.translators.msgldm_losses import label_fractions, segmentation_loss, structure_loss, style_contrastive_loss
-from training.translators.stage2_latents import LatentCase, random_window
+from training.translators.stage2_latents import LatentCase, random_window, validation_engine
 
 HELD_OUT_SEED = 987_655
 
@@ -157,13 +156,8 @@ class MSGLDMTrainer:
 
     def engine(self):
         """An inference engine over the networks in memory (the validation goes through the real driver)."""
-        from MRSynthLib.methods.translators.engines import TorchGraphEngine
-
-        networks = {"autoencoder": self.autoencoder.config.to_dict(), "msgldm": self.network_config.to_dict(),
-                    "diffusion": dataclasses.replace(self.sampling, steps=self.settings.validation_steps,
-                                                     sampler="ddim", eta=0.0).to_dict()}
-        card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-msgldm", networks=networks)
-        return TorchGraphEngine.from_parts(card, {"autoencoder": self.autoencoder, "msgldm": self.network}, str(self.device))
+        return validation_engine("msgldm", self.autoencoder, {"msgldm": (self.network, self.network_config)}, self.device,
+                                 self.sampling, self.settings.validation_steps)
 
     @torch.no_grad()
     def validate(self, final: bool):

@@ -23,7 +23,6 @@ on the fixed held-out batch.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -35,7 +34,7 @@ from MRSynthLib.networks.sscf_adain import region_moments
 from MRSynthLib.networks.sscf_memory import top_selection
 from training.config import TrainConfig
 from training.runtime.distributed import concat_across_ranks
-from training.translators.stage2_latents import LatentCase, random_task, random_window
+from training.translators.stage2_latents import LatentCase, random_task, random_window, validation_engine
 
 HELD_OUT_SEED = 987_658
 
@@ -210,11 +209,7 @@ class SSCFTrainer:
         return {"val_loss": loss.item(), **{f"val_{k}": v for k, v in terms.items()}}
 
     def engine(self):
-        from MRSynthLib.methods.translators.engines import TorchGraphEngine
-
-        networks = {"autoencoder": self.autoencoder.config.to_dict(), "sscf": self.network_config.to_dict()}
-        card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-sscf", networks=networks)
-        return TorchGraphEngine.from_parts(card, {"autoencoder": self.autoencoder, "sscf": self.network}, str(self.device))
+        return validation_engine("sscf", self.autoencoder, {"sscf": (self.network, self.network_config)}, self.device)
 
     @torch.no_grad()
     def validate(self, final: bool):

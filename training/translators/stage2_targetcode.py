@@ -9,7 +9,6 @@ inference several inputs are combined by their predicted precision; validation r
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from MRSynthLib.networks.targetcode import TargetCodeTranslator
 from training.config import TrainConfig
-from training.translators.stage2_latents import LatentCase, random_window
+from training.translators.stage2_latents import LatentCase, random_window, validation_engine
 from training.translators.stage2_ldm import validate_cases
 
 HELD_OUT_SEED = 987_656
@@ -90,12 +89,8 @@ class TargetCodeTrainer:
         return {"val_loss": loss.item(), **{f"val_{k}": v for k, v in terms.items()}}
 
     def engine(self):
-        from MRSynthLib.methods.translators.engines import TorchGraphEngine
-
-        networks = {"autoencoder": self.autoencoder.config.to_dict(), "targetcode": self.network_config.to_dict()}
-        card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-targetcode", networks=networks)
-        return TorchGraphEngine.from_parts(card, {"autoencoder": self.autoencoder, "targetcode": self.network},
-                                           str(self.device))
+        return validation_engine("targetcode", self.autoencoder, {"targetcode": (self.network, self.network_config)},
+                                 self.device)
 
     @torch.no_grad()
     def validate(self, final: bool):

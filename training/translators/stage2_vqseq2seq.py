@@ -12,7 +12,6 @@ Validation runs whole held-out volumes through the inference driver; checkpoints
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from MRSynthLib.networks.autoencoder import LatentAutoencoder
 from MRSynthLib.networks.vqseq2seq import VQSeq2SeqTranslator, common_gaussian, reparameterise
 from training.config import TrainConfig
 from training.autoencoder.losses import ImageLoss
-from training.translators.stage2_latents import LatentCase, random_window
+from training.translators.stage2_latents import LatentCase, random_window, validation_engine
 from training.translators.stage2_ldm import validate_cases
 from training.translators.vqseq2seq_augment import DomainAugmenter
 from training.translators.vqseq2seq_losses import SlicePerceptualLoss, masked_consistency_mse, patch_contrastive
@@ -164,12 +163,8 @@ class VQSeq2SeqTrainer:
         return {"val_loss": loss.item(), **{f"val_{k}": v for k, v in terms.items()}}
 
     def engine(self):
-        from MRSynthLib.methods.translators.engines import TorchGraphEngine
-
-        networks = {"autoencoder": self.autoencoder.config.to_dict(), "vqseq2seq": self.network_config.to_dict()}
-        card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-vqseq2seq", networks=networks)
-        return TorchGraphEngine.from_parts(card, {"autoencoder": self.autoencoder, "vqseq2seq": self.network},
-                                           str(self.device))
+        return validation_engine("vqseq2seq", self.autoencoder, {"vqseq2seq": (self.network, self.network_config)},
+                                 self.device)
 
     @torch.no_grad()
     def validate(self, final: bool):

@@ -20,7 +20,6 @@ whole held-out volumes are sampled through the inference driver once, at the end
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ from MRSynthLib.methods.translators.samplers import Schedule
 from training.config import ConfigError, TrainConfig
 from training.kinds import KindExport
 from training.translators.stage2_ldm import latent_scale
-from training.translators.stage2_latents import LatentCase, random_window
+from training.translators.stage2_latents import LatentCase, random_window, validation_engine
 
 HELD_OUT_SEED = 987_654
 
@@ -200,15 +199,9 @@ class WLDMTrainer:
 
     def engine(self):
         """An inference engine over the networks in memory (validation goes through the real driver)."""
-        from MRSynthLib.methods.translators.engines import TorchGraphEngine
-
-        networks = {"autoencoder": self.autoencoder.config.to_dict(), "wldm_split": self.split.config.to_dict(),
-                    "wldm_denoiser": self.denoiser_config.to_dict(),
-                    "diffusion": dataclasses.replace(self.sampling, steps=self.config.method.wldm.validation_steps,
-                                                     sampler="ddim", eta=0.0).to_dict()}
-        card = SimpleNamespace(name="validation", method=f"{self.autoencoder.config.latent}-wldm", networks=networks)
-        parts = {"autoencoder": self.autoencoder, "wldm_split": self.split, "wldm_denoiser": self.denoiser}
-        return TorchGraphEngine.from_parts(card, parts, str(self.device))
+        parts = {"wldm_split": (self.split, self.split.config), "wldm_denoiser": (self.denoiser, self.denoiser_config)}
+        return validation_engine("wldm", self.autoencoder, parts, self.device, self.sampling,
+                                 self.config.method.wldm.validation_steps)
 
     @torch.no_grad()
     def validate(self, final: bool):
